@@ -1,0 +1,3 @@
+from errands.cli import main
+
+main()

@@ -1,0 +1,361 @@
+"""The ``Errands`` facade: handler registry, enqueue API and job queries.
+
+It builds records and calls the backend; it never speaks SQL or Redis. The singular
+``perform`` forms are thin wrappers over one batch path (``_enqueue``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .backends.base import Capability
+
+from ._ids import new_id
+from ._states import JobState, TERMINAL_STATES
+from .backends import open_backend, redact_url
+from .backends.base import Backend, JobQuery, JobRecord, NewJob
+from .config import Settings, check_job_name
+from .errors import ConfigurationError, SerializationError, UnknownJob
+from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
+from .retry import BackoffLike, as_backoff
+from .scheduler import PeriodicSpec
+from .serialization import decode_arguments, decode_value, encode_arguments
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+__all__ = ["Errands"]
+
+logger = logging.getLogger("errands")
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_DELAY = 100 * 365.25 * 86400.0  # a run_at further out is a bug in the caller, not a plan
+
+
+class Errands:
+    """A job application: where jobs are stored (``url``) and which handlers exist.
+
+    >>> app = Errands("sqlite:///jobs.db")
+    >>> @app.job(retries=3)
+    ... def send_welcome(user_id: int) -> None: ...
+    >>> send_welcome.perform(42)
+    """
+
+    def __init__(
+        self, url: str | None = None, *, lease: float | None = None, store: str | None = None, **options: Any
+    ) -> None:
+        self.settings = Settings.build(url, lease=lease, store=store, **options)
+        self.registry: dict[str, JobFunction[Any, Any]] = {}
+        self.periodics: list[PeriodicSpec] = []
+        self._backend: Backend | None = None
+        self._backend_lock = threading.Lock()
+        self._connection: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+            f"errands_connection_{id(self)}", default=None
+        )
+        self._background: Worker | None = None
+
+    def __repr__(self) -> str:
+        return f"<Errands {redact_url(self.settings.url)}>"
+
+    # backend ---------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        """The backend, opened on first use (so defining jobs touches no server)."""
+        backend = self._backend
+        if backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    candidate = open_backend(self.settings.url, self.settings)
+                    candidate.open()
+                    self._backend = candidate
+                backend = self._backend
+        return backend
+
+    def close(self) -> None:
+        """Stop a background worker and close the backend's connections."""
+        if self._background is not None:
+            self.stop()
+        with self._backend_lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+
+    # registry --------------------------------------------------------------------------------
+    @overload
+    def job(self, func: F, /) -> JobFunction[Any, Any]: ...
+    @overload
+    def job(
+        self, *, name: str | None = None, queue: str = "default", retries: int = 5, timeout: float | None = None,
+        priority: int = 0, backoff: BackoffLike = None,
+    ) -> Callable[[Callable[..., Any]], JobFunction[Any, Any]]: ...
+
+    def job(
+        self,
+        func: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 5,
+        timeout: float | timedelta | None = None,
+        priority: int = 0,
+        backoff: BackoffLike = None,
+    ) -> Any:
+        """Register a handler. Every option is checked here, so a bad one fails at import time."""
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
+        options = JobOptions(queue=queue, retries=retries, timeout=timeout, priority=priority,
+                             backoff=as_backoff(backoff))
+
+        def register(function: Callable[..., Any]) -> JobFunction[Any, Any]:
+            job_name = check_job_name(name or function.__name__)
+            existing = self.registry.get(job_name)
+            if existing is not None and existing.func is not function:
+                raise ConfigurationError(
+                    f"two handlers registered under the job name {job_name!r} "
+                    f"({existing.func.__module__}.{existing.func.__qualname__} and "
+                    f"{function.__module__}.{function.__qualname__}); pass name= to one of them"
+                )
+            job_function: JobFunction[Any, Any] = JobFunction(self, function, job_name, options)
+            self.registry[job_name] = job_function
+            return job_function
+
+        return register(func) if func is not None else register
+
+    def periodic(
+        self, *, cron: str | None = None, every: float | timedelta | None = None, **job_options: Any
+    ) -> Callable[[Callable[..., Any]], JobFunction[Any, Any]]:
+        """Register a handler that a worker enqueues on a schedule: ``cron`` (5 fields, UTC) or
+        ``every`` (seconds or a timedelta, aligned to the epoch). Each tick is enqueued once,
+        however many workers run."""
+
+        def register(function: Callable[..., Any]) -> JobFunction[Any, Any]:
+            job_function = self.job(**job_options)(function)
+            self.periodics.append(PeriodicSpec.create(job_function, cron=cron, every=every))
+            return job_function
+
+        return register
+
+    def handler(self, name: str) -> JobFunction[Any, Any]:
+        try:
+            return self.registry[name]
+        except KeyError:
+            raise UnknownJob(name) from None
+
+    # enqueue ---------------------------------------------------------------------------------
+    def perform(self, name: str, /, *args: Any, **kwargs: Any) -> JobHandle:
+        """Enqueue the job registered under ``name`` now."""
+        return self._enqueue(self.handler(name), [(args, kwargs)])[0]
+
+    def perform_in(self, delay: float | timedelta, name: str, /, *args: Any, **kwargs: Any) -> JobHandle:
+        return self._enqueue(self.handler(name), [(args, kwargs)], delay=delay)[0]
+
+    def perform_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> JobHandle:
+        return self._enqueue(self.handler(name), [(args, kwargs)], at=when)[0]
+
+    def _enqueue(
+        self,
+        job: JobFunction[Any, Any],
+        calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        job_id: str | None = None,
+    ) -> list[JobHandle]:
+        if not calls:
+            return []
+        run_at = _checked_run_at(at) if at is not None else None
+        seconds = _checked_delay(delay) if delay is not None else 0.0
+        options, limit = job.options, self.settings.max_payload_bytes
+        new_jobs = []
+        for args, kwargs in calls:
+            args_text, kwargs_text = encode_arguments(args, kwargs, limit)
+            new_jobs.append(NewJob(
+                id=job_id or new_id(), name=job.name, queue=options.queue, args=args_text, kwargs=kwargs_text,
+                max_attempts=options.max_attempts, priority=options.priority, run_at=run_at, delay=seconds,
+                unique_key=options.unique_key, timeout=options.timeout,
+            ))
+        results = self.backend.enqueue(new_jobs, connection=self._connection.get())
+        if self._connection.get() is None:
+            self.backend.notify()
+        return [JobHandle(r.id, r.created, self) for r in results]
+
+    @contextlib.contextmanager
+    def transaction(self, connection: object) -> Iterator[object]:
+        """Enqueue through the caller's own connection, so a job exists if and only if the caller's
+        transaction commits. When the connection was not yet in a transaction, the block commits
+        on success and rolls back on error (like ``with conn:``); otherwise the caller does."""
+        if Capability.TRANSACTIONAL_ENQUEUE not in self.backend.capabilities:
+            raise ConfigurationError(f"{type(self.backend).__name__} can't enqueue inside your transaction")
+        owns = not bool(getattr(connection, "in_transaction", False)) and _transaction_status(connection)
+        token = self._connection.set(connection)
+        try:
+            yield connection
+        except BaseException:
+            if owns:
+                connection.rollback()  # type: ignore[attr-defined]
+            raise
+        else:
+            if owns:
+                connection.commit()  # type: ignore[attr-defined]
+        finally:
+            self._connection.reset(token)
+        self.backend.notify()
+
+    # queries ---------------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> JobInfo | None:
+        record = self.backend.get(job_id)
+        return to_info(record) if record is not None else None
+
+    def list_jobs(
+        self, state: str | JobState | None = None, queue: str | None = None, name: str | None = None,
+        limit: int = 100, before: str | None = None,
+    ) -> list[JobInfo]:
+        """Jobs newest first, filtered; ``before`` (a job id) pages to older ones."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigurationError(f"limit must be an int from 1 to 10000, got {limit!r}")
+        query = JobQuery(state=_state(state) if state is not None else None, queue=queue, name=name,
+                         limit=limit, before_id=before)
+        return [to_info(r) for r in self.backend.list(query)]
+
+    def retry_job(self, job_id: str) -> bool:
+        """A failed or cancelled job back to available; False when it was in another state."""
+        return self.backend.retry([job_id]) == 1
+
+    def cancel_job(self, job_id: str) -> str:
+        """Scheduled/available -> cancelled; running -> asked to stop at its next heartbeat.
+        Returns ``"cancelled"``, ``"requested"``, ``"finished"`` or ``"not_found"``."""
+        return self.backend.cancel([job_id])[job_id].value
+
+    def purge(self, state: str | JobState = "succeeded", older_than: float | timedelta = 0) -> int:
+        """Delete finished jobs in ``state`` that finished more than ``older_than`` ago."""
+        target = _state(state)
+        if target not in TERMINAL_STATES:
+            raise ConfigurationError(f"purge takes a finished state (succeeded, failed, cancelled), not {state!r}")
+        age = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
+        if not (0 <= age < math.inf):
+            raise ConfigurationError(f"older_than must be >= 0, got {older_than!r}")
+        return self.backend.purge(target, self.backend.now() - age)
+
+    def stats(self, by_queue: bool = False) -> dict[str, Any]:
+        return dict(self.backend.counts(by_queue=by_queue))
+
+    # workers ---------------------------------------------------------------------------------
+    def run_worker(
+        self, queues: Sequence[str] | None = None, concurrency: int = 8, burst: bool = False, **options: Any
+    ) -> None:
+        """Run a worker in this thread until SIGTERM/SIGINT (or, with ``burst``, until nothing is runnable)."""
+        from .worker import Worker
+
+        Worker(self, queues=queues, concurrency=concurrency, burst=burst, **options).run()
+
+    def start(self, concurrency: int = 8, queues: Sequence[str] | None = None, **options: Any) -> Worker:
+        """Start a worker on background threads of this process."""
+        from .worker import Worker
+
+        if self._background is not None:
+            raise ConfigurationError("a background worker is already running; stop() it first")
+        self._background = Worker(self, queues=queues, concurrency=concurrency, **options)
+        self._background.start()
+        return self._background
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the background worker: running jobs get ``timeout`` seconds, then go back to the queue."""
+        worker, self._background = self._background, None
+        if worker is not None:
+            worker.stop(timeout)
+
+    @contextlib.contextmanager
+    def worker(self, concurrency: int = 8, queues: Sequence[str] | None = None, **options: Any) -> Iterator[Worker]:
+        worker = self.start(concurrency=concurrency, queues=queues, **options)
+        try:
+            yield worker
+        finally:
+            self.stop(options.get("grace", 30.0))
+
+
+# helpers ---------------------------------------------------------------------------------------
+
+
+def _state(value: str | JobState) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise ConfigurationError(f"unknown job state {value!r}: expected one of {names}") from None
+
+
+def _checked_delay(delay: float | timedelta) -> float:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+        raise ConfigurationError(f"delay must be seconds or a timedelta, got {delay!r}")
+    if seconds > MAX_DELAY:
+        raise ConfigurationError(f"delay {delay!r} is more than 100 years ahead")
+    return max(float(seconds), 0.0)  # a delay in the past means "now", as in Sidekiq
+
+
+def _checked_run_at(when: datetime) -> float:
+    if not isinstance(when, datetime):
+        raise ConfigurationError(f"perform_at needs a datetime, got {when!r}")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ConfigurationError(
+            f"perform_at needs an aware datetime (with tzinfo), got naive {when!r}; "
+            "use datetime(..., tzinfo=timezone.utc)"
+        )
+    run_at = when.timestamp()
+    if run_at - datetime.now(timezone.utc).timestamp() > MAX_DELAY:
+        raise ConfigurationError(f"perform_at {when.isoformat()} is more than 100 years ahead")
+    return run_at
+
+
+def _transaction_status(connection: object) -> bool:
+    """True when errands may commit: the connection has no transaction of the caller's open."""
+    info = getattr(connection, "info", None)  # psycopg 3: conn.info.transaction_status
+    status = getattr(info, "transaction_status", None)
+    if status is not None:
+        return int(status) == 0  # IDLE
+    return True
+
+
+def _datetime(value: float | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+
+
+def to_info(record: JobRecord) -> JobInfo:
+    """Decode a stored record for people and code to read; a corrupt field shows as an error, it
+    never raises."""
+    error = record.error
+    try:
+        args, kwargs = decode_arguments(record.args, record.kwargs)
+    except SerializationError as exc:
+        args, kwargs = [], {}
+        error = error or f"SerializationError: {exc}"
+    try:
+        result = decode_value(record.result)
+    except SerializationError:
+        result = record.result
+    try:
+        state: Any = JobState(record.state)
+    except ValueError:
+        state = record.state
+    return JobInfo(
+        id=record.id, name=record.name, queue=record.queue, args=args, kwargs=kwargs, state=state,
+        attempts=record.attempts, max_attempts=record.max_attempts, priority=record.priority,
+        run_at=_datetime(record.run_at), created_at=_datetime(record.created_at),
+        started_at=_datetime(record.started_at), finished_at=_datetime(record.finished_at), result=result,
+        error=error, unique_key=record.unique_key, timeout=record.timeout, worker_id=record.worker_id,
+        cancel_requested=bool(record.cancel_requested),
+    )
+

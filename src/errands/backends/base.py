@@ -1,0 +1,269 @@
+"""The Backend interface: the only part of any backend the core may call.
+
+Sync and batch-first: every write takes a batch, because round trips decide
+throughput, and the singular forms live in the facade. Records in, records out;
+times cross this interface as float seconds since the epoch, read from the
+backend's own clock (``Backend.now``) wherever it decides leases and ``run_at``.
+
+Rules every implementation keeps (and ``tests/conformance`` checks):
+
+* **Atomic per job.** Each call moves each job in one atomic step.
+* **Claim order**: higher ``priority`` first, then earlier ``run_at``, then
+  insertion order (job ids are time-sortable).
+* **Fencing.** ``claim`` gives each claim a fresh ``token``; ``extend``,
+  ``settle`` and ``release`` change a job only while that token still owns it,
+  so a late answer from a worker whose lease was reclaimed is a counted no-op.
+* **Attempts are counted at claim**; a lease that expires with attempts used up
+  fails the job ("worker lost while running (attempt k/n)").
+* **Idempotent enqueue.** Ids come from the client; enqueuing an id that exists
+  creates nothing. A ``unique_key`` held by an unfinished job returns that job.
+* **Thread-safe.** Worker threads call one backend object at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .._states import JobState
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = [
+    "Backend",
+    "CancelResult",
+    "Capability",
+    "Claim",
+    "Counts",
+    "Enqueued",
+    "Extended",
+    "JobQuery",
+    "JobRecord",
+    "Maintenance",
+    "NewJob",
+    "Outcome",
+]
+
+
+class Capability(str, Enum):
+    """What a backend can do beyond the required core; the README's table lists them per backend."""
+
+    TRANSACTIONAL_ENQUEUE = "transactional_enqueue"  # app.transaction(conn)
+    MULTI_PROCESS = "multi_process"  # several worker processes share the store
+    PERSISTENT = "persistent"  # jobs survive a restart of every process
+    QUERIES = "queries"  # get_job / list_jobs / stats by state
+    PUSH_WAKEUP = "push_wakeup"  # idle workers are woken, not only polled
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to store. ``args``/``kwargs`` are JSON text made by the codec.
+    ``run_at`` (absolute) wins over ``delay`` (seconds from the backend's now)."""
+
+    id: str
+    name: str
+    queue: str
+    args: str
+    kwargs: str
+    max_attempts: int
+    priority: int = 0
+    run_at: float | None = None
+    delay: float = 0.0
+    unique_key: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """``created`` is False when the id already existed or ``unique_key`` matched an unfinished job
+    (then ``id`` is that job's id)."""
+
+    id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job a worker owns until ``lease_until``, proven by ``token``."""
+
+    id: str
+    name: str
+    queue: str
+    args: str
+    kwargs: str
+    attempts: int
+    max_attempts: int
+    token: str
+    timeout: float | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the worker decided for one claim. ``state`` is SUCCEEDED, FAILED, CANCELLED, or
+    SCHEDULED for a retry ``retry_in`` seconds from the backend's now. ``result`` is JSON text."""
+
+    id: str
+    token: str
+    state: JobState
+    result: str | None = None
+    error: str | None = None
+    retry_in: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    """Answer to a heartbeat: claims whose lease was lost, and running jobs asked to stop."""
+
+    lost: frozenset[str] = frozenset()
+    cancel_requested: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    promoted: int = 0  # scheduled jobs made available
+    requeued: int = 0  # expired leases put back
+    failed: int = 0  # expired leases whose attempts were used up
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A stored job as the backend holds it: JSON still as text, times as epoch seconds.
+    The facade decodes it (defensively) into ``JobInfo``."""
+
+    id: str
+    name: str
+    queue: str
+    args: str
+    kwargs: str
+    state: str
+    attempts: int
+    max_attempts: int
+    priority: int
+    run_at: float | None
+    created_at: float | None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: str | None = None
+    error: str | None = None
+    unique_key: str | None = None
+    timeout: float | None = None
+    worker_id: str | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    state: JobState | None = None
+    queue: str | None = None
+    name: str | None = None
+    limit: int = 100
+    before_id: str | None = None  # paging: only ids older than this one (newest first)
+
+
+class CancelResult(str, Enum):
+    CANCELLED = "cancelled"  # was scheduled or available; now cancelled
+    REQUESTED = "requested"  # was running; the worker is asked to stop it at its next heartbeat
+    FINISHED = "finished"  # already succeeded, failed or cancelled: nothing to do
+    NOT_FOUND = "not_found"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Counts = dict[str, Any]  # {"scheduled": n, ...} or, by queue, {"queue": {"scheduled": n, ...}}
+
+
+def empty_counts() -> dict[str, int]:
+    return {state.value: 0 for state in JobState}
+
+
+class Backend(abc.ABC):
+    """Base class of every backend. Subclasses set ``capabilities`` and implement the abstract
+    methods; ``now``/``wait``/``notify`` have usable defaults."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+
+    # lifecycle -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect and run idempotent setup (schema, scripts). Safe to call twice."""
+
+    def close(self) -> None:
+        """Release connections. The object may be opened again."""
+
+    def now(self) -> float:
+        """The backend's clock, in epoch seconds: it decides leases, ``run_at`` and cron ticks."""
+        return time.time()
+
+    # producer --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def enqueue(self, jobs: Sequence[NewJob], *, connection: object | None = None) -> list[Enqueued]:
+        """Store every job in one atomic step (all or none), in one round trip where possible.
+        With ``connection`` (Capability.TRANSACTIONAL_ENQUEUE) write through the caller's own
+        connection and leave its transaction open."""
+
+    # worker ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
+        """Atomically promote due scheduled jobs, then move up to ``limit`` available jobs of
+        ``queues`` (None: every queue) to running: attempts += 1, a new token, a lease of
+        ``lease`` seconds."""
+
+    @abc.abstractmethod
+    def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
+        """Heartbeat: push the lease of every claim still owned; report the lost and the cancelled."""
+
+    @abc.abstractmethod
+    def settle(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Apply outcomes, each only while its token owns the job. Returns the ids not applied
+        (fenced). Idempotent: a replay changes nothing."""
+
+    @abc.abstractmethod
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Put owned claims back to available without counting the attempt (graceful shutdown)."""
+
+    @abc.abstractmethod
+    def maintain(self, limit: int = 1000) -> Maintenance:
+        """Promote due scheduled jobs and reclaim expired leases (requeue, or fail once the
+        attempts are used up). Every worker calls this; it must be safe to run concurrently."""
+
+    def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
+        """Block until work may be available on ``queues`` or ``timeout`` passes. The default
+        sleeps; backends with a push channel return early."""
+        time.sleep(timeout)
+
+    def notify(self) -> None:
+        """Wake any ``wait`` in this process (used after an in-process enqueue or shutdown)."""
+
+    # queries and admin -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    @abc.abstractmethod
+    def list(self, query: JobQuery) -> list[JobRecord]:
+        """Jobs matching ``query``, newest first."""
+
+    @abc.abstractmethod
+    def counts(self, *, by_queue: bool = False) -> Counts: ...
+
+    @abc.abstractmethod
+    def retry(self, job_ids: Sequence[str]) -> int:
+        """Failed or cancelled jobs back to available (attempts kept; ``max_attempts`` raised so
+        at least one more attempt is allowed). Returns how many moved."""
+
+    @abc.abstractmethod
+    def cancel(self, job_ids: Sequence[str]) -> Mapping[str, CancelResult]: ...
+
+    @abc.abstractmethod
+    def purge(self, state: JobState, older_than: float) -> int:
+        """Delete jobs in a terminal ``state`` that finished before ``older_than``; returns the count."""
+

@@ -1,0 +1,110 @@
+"""Settings: one typed object, built once from keywords, then ``ERRANDS_*`` variables, then
+defaults, and validated with errors that name the key and the bad value."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULT_URL", "Settings", "check_job_name", "check_queue_name"]
+
+DEFAULT_URL = "sqlite:///errands.db"
+
+# One rule for queue names, so they are safe as SQL data, Redis keys and AMQP names alike:
+# 1-100 of A-Z a-z 0-9 _ . : -, starting with a letter or digit, and not AMQP's reserved "amq.".
+_QUEUE_RE = re.compile(r"(?!amq\.)[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+# Job names follow Python dotted names: 1-200 of letters, digits, _ . : -, not starting with . : -
+_NAME_RE = re.compile(r"[A-Za-z0-9_<>][A-Za-z0-9_.:<>-]{0,199}")
+MAX_UNIQUE_KEY = 512
+
+
+def check_queue_name(queue: object) -> str:
+    if not isinstance(queue, str) or not _QUEUE_RE.fullmatch(queue):
+        raise ConfigurationError(
+            f"invalid queue name {queue!r}: use 1-100 characters from A-Z a-z 0-9 _ . : -, "
+            "starting with a letter or digit, and not starting with 'amq.'"
+        )
+    return queue
+
+
+def check_job_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid job name {name!r}: use 1-200 characters from A-Z a-z 0-9 _ . : -"
+        )
+    return name
+
+
+def _positive(name: str, value: float, *, upper: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= upper):
+        raise ConfigurationError(f"{name} must be a number > 0 (and <= {upper:g}), got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a backend and a worker are configured with.
+
+    ``lease``: seconds a claimed job stays owned without a heartbeat.
+    ``heartbeat``: seconds between heartbeats (default lease / 3).
+    ``poll_interval``: the longest an idle worker sleeps before looking again.
+    ``max_payload_bytes``: arguments above this are refused at enqueue.
+    ``max_error_bytes``: stored error text (with traceback) is cut to this.
+    ``store``: a second backend URL that keeps job records when ``url`` can't (AMQP).
+    """
+
+    url: str = DEFAULT_URL
+    lease: float = 30.0
+    heartbeat: float | None = None
+    poll_interval: float = 0.5
+    max_payload_bytes: int = 1024 * 1024
+    max_error_bytes: int = 64 * 1024
+    store: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or "://" not in self.url:
+            raise ConfigurationError(f"url must look like scheme://..., got {self.url!r}")
+        _positive("lease", self.lease, upper=86400 * 7)
+        if self.heartbeat is not None:
+            _positive("heartbeat", self.heartbeat, upper=self.lease)
+        _positive("poll_interval", self.poll_interval, upper=60)
+        for name in ("max_payload_bytes", "max_error_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                raise ConfigurationError(f"{name} must be an int >= 1024, got {value!r}")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat if self.heartbeat is not None else self.lease / 3
+
+    @classmethod
+    def build(cls, url: str | None = None, **overrides: Any) -> Settings:
+        """Keywords win over ``ERRANDS_URL`` / ``ERRANDS_LEASE`` / ``ERRANDS_STORE``, which win over defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        values["url"] = url or os.environ.get("ERRANDS_URL") or DEFAULT_URL
+        if "lease" not in values and os.environ.get("ERRANDS_LEASE"):
+            values["lease"] = _env_float("ERRANDS_LEASE")
+        if "store" not in values and os.environ.get("ERRANDS_STORE"):
+            values["store"] = os.environ["ERRANDS_STORE"]
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _env_float(name: str) -> float:
+    try:
+        return float(os.environ[name])
+    except ValueError:
+        raise ConfigurationError(f"${name} must be a number, got {os.environ[name]!r}") from None

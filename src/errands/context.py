@@ -1,0 +1,38 @@
+"""``errands.current_job()``: what a running handler may know about its own job."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from dataclasses import dataclass, field
+
+from .errors import ErrandsError
+
+__all__ = ["JobContext", "current_job"]
+
+
+@dataclass
+class JobContext:
+    id: str
+    name: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or its worker is shutting it down: a long sync handler
+        should check this between steps and return."""
+        return self._cancel.is_set()
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("errands_current_job", default=None)
+
+
+def current_job() -> JobContext:
+    """The job this handler is running; raises ``ErrandsError`` outside a handler."""
+    context = _current.get()
+    if context is None:
+        raise ErrandsError("current_job() is only available inside a running job handler")
+    return context

@@ -1,0 +1,184 @@
+"""Job states and the read-only view of a stored job (``JobInfo``)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from ._states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from .config import MAX_UNIQUE_KEY, check_queue_name
+from .errors import ConfigurationError
+from .retry import Backoff, Exponential, as_backoff
+
+if TYPE_CHECKING:
+    from .app import Errands
+
+
+__all__ = ["ACTIVE_STATES", "JobFunction", "JobHandle", "JobInfo", "JobOptions", "JobState", "TERMINAL_STATES"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A job as stored. ``args``/``kwargs``/``result`` are decoded JSON; ``error`` holds the
+    last attempt's error with its traceback. A record that does not decode shows ``args=[]``
+    and the decode error in ``error``."""
+
+    id: str
+    name: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    state: JobState
+    attempts: int
+    max_attempts: int
+    priority: int
+    run_at: datetime | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    error: str | None
+    unique_key: str | None = None
+    timeout: float | None = None
+    worker_id: str | None = None
+    cancel_requested: bool = False
+
+
+# --- what @app.job returns ---------------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MAX_RETRIES = 1000
+PRIORITY_RANGE = (-100, 100)
+MAX_TIMEOUT = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job options. ``retries`` is how many times a failed attempt is retried, so a job runs
+    at most ``retries + 1`` times. Higher ``priority`` runs first (-100..100)."""
+
+    queue: str = "default"
+    retries: int = 5
+    timeout: float | None = None
+    priority: int = 0
+    unique_key: str | None = None
+    backoff: Backoff = field(default_factory=Exponential)
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not (
+            0 <= self.retries <= MAX_RETRIES
+        ):
+            raise ConfigurationError(f"retries must be an int from 0 to {MAX_RETRIES}, got {self.retries!r}")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not (0 < self.timeout <= MAX_TIMEOUT)
+        ):
+            raise ConfigurationError(f"timeout must be seconds > 0 and <= {MAX_TIMEOUT:g}, got {self.timeout!r}")
+        low, high = PRIORITY_RANGE
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not (
+            low <= self.priority <= high
+        ):
+            raise ConfigurationError(f"priority must be an int from {low} to {high}, got {self.priority!r}")
+        if self.unique_key is not None and (
+            not isinstance(self.unique_key, str) or not 0 < len(self.unique_key) <= MAX_UNIQUE_KEY
+        ):
+            raise ConfigurationError(f"unique_key must be a str of 1-{MAX_UNIQUE_KEY} characters")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def merge(self, **changes: Any) -> JobOptions:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+        if "backoff" in changes:
+            changes["backoff"] = as_backoff(changes["backoff"])
+        if isinstance(changes.get("timeout"), timedelta):
+            changes["timeout"] = changes["timeout"].total_seconds()
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class JobHandle:
+    """What an enqueue returns. ``created`` is False when a unique key (or the same id) matched
+    an existing job, whose id this then is."""
+
+    id: str
+    created: bool = True
+    app: Errands | None = field(default=None, repr=False, compare=False)
+
+    def info(self) -> JobInfo | None:
+        return self._app().get_job(self.id)
+
+    def wait(self, timeout: float = 30.0, poll: float = 0.02) -> JobInfo:
+        """Block until the job is finished (succeeded, failed or cancelled) and return it.
+        Raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.info()
+            if info is not None and info.state in TERMINAL_STATES:
+                return info
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} not finished after {timeout}s (state: "
+                                   f"{info.state if info else 'missing'})")
+            time.sleep(poll)
+
+    def _app(self) -> Errands:
+        if self.app is None:
+            raise ConfigurationError("this handle is not bound to an Errands app")
+        return self.app
+
+
+class JobFunction(Generic[P, R]):
+    """A registered job: call it to run inline, or ``perform*`` it to run on a worker.
+
+    >>> @app.job(queue="mail", retries=3)
+    ... def send_welcome(user_id: int) -> None: ...
+    >>> send_welcome.perform(42).id
+    """
+
+    def __init__(self, app: Errands, func: Callable[P, R], name: str, options: JobOptions) -> None:
+        self.app = app
+        self.func = func
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<JobFunction {self.name} queue={self.options.queue!r}>"
+
+    def with_options(self, **options: Any) -> JobFunction[P, R]:
+        """A copy that enqueues with other options: ``queue``, ``priority``, ``unique_key``,
+        ``retries``, ``timeout``, ``backoff``."""
+        return JobFunction(self.app, self.func, self.name, self.options.merge(**options))
+
+    def perform(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        return self.app._enqueue(self, [(args, kwargs)])[0]
+
+    def perform_in(self, delay: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        return self.app._enqueue(self, [(args, kwargs)], delay=delay)[0]
+
+    def perform_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        return self.app._enqueue(self, [(args, kwargs)], at=when)[0]
+
+    def perform_many(self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[JobHandle]:
+        """Enqueue many calls, each ``(args, kwargs)``, in one round trip: all or none."""
+        return self.app._enqueue(self, [(tuple(a), dict(k)) for a, k in calls])
+
+    async def aperform(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        return await asyncio.to_thread(self.app._enqueue, self, [(args, kwargs)])  # type: ignore[return-value]

@@ -1,0 +1,270 @@
+"""The worker: claims jobs in batches, runs them, settles outcomes, heartbeats leases, takes part
+in maintenance and periodic scheduling, and shuts down gracefully.
+
+Threads: the claim loop (the caller's thread for ``run()``), a settler, a heartbeat, a
+maintenance loop, a timeout watchdog, an asyncio loop for async handlers, and a pool for sync ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import Claim, Outcome
+from ..config import check_queue_name
+from ..errors import ConfigurationError
+from ..scheduler import Scheduler
+from ._looper import Looper
+from .executor import Executor
+from .settler import Settler
+
+if TYPE_CHECKING:
+    from ..app import Errands
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("errands.worker")
+
+MAX_CONCURRENCY = 10_000
+
+
+class Worker:
+    """Run jobs of ``queues`` (None: every queue) with up to ``concurrency`` at once.
+
+    ``burst``: return once nothing is runnable. ``grace``: on shutdown, seconds running jobs get
+    to finish before they are put back.
+    """
+
+    def __init__(
+        self,
+        app: Errands,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 8,
+        burst: bool = False,
+        grace: float = 30.0,
+        install_signals: bool = True,
+        prefetch: int | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ConfigurationError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
+        if isinstance(queues, str):
+            queues = [queues]
+        self.app = app
+        self.queues = [check_queue_name(q) for q in queues] if queues else None
+        self.concurrency = concurrency
+        self.burst = burst
+        self.grace = grace
+        self.install_signals = install_signals
+        self.settings = app.settings
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.processed = 0
+        self.started_at: float | None = None
+        self._busy = 0
+        self._owned: dict[str, Claim] = {}  # claimed and not yet settled: the heartbeat keeps these
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._force = False
+        self._thread: threading.Thread | None = None
+
+    # lifecycle -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Block until stopped (SIGTERM/SIGINT, ``stop()``) or, in burst mode, until idle."""
+        backend = self.app.backend
+        self.started_at = time.time()
+        self._stopped.clear()
+        previous = self._install_signal_handlers()
+        self.executor = Executor(self.app, self._job_done)
+        self.settler = Settler(backend, self._settled)
+        self.scheduler = Scheduler(self.app.periodics, backend)
+        lease = self.settings.lease
+        loops = [
+            Looper("heartbeat", self._heartbeat, self.settings.heartbeat_interval),
+            Looper("maintenance", self._maintain, max(0.05, min(1.0, lease / 4))),
+        ]
+        for loop in loops:
+            loop.start()
+        logger.info("worker %s started: queues=%s concurrency=%d", self.id, self.queues or "*", self.concurrency)
+        try:
+            self._claim_loop()
+        finally:
+            self._shutdown(loops)
+            self._restore_signal_handlers(previous)
+            self._stopped.set()
+
+    def start(self) -> None:
+        """Run on a background thread of this process (no signal handlers)."""
+        self.install_signals = False
+        self._thread = threading.Thread(target=self.run, name="errands-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; give running jobs ``timeout`` (default: grace) seconds, then put them back."""
+        if timeout is not None:
+            self.grace = timeout
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self._stopped.wait(self.grace + 30)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self.app._backend is not None:
+            self.app._backend.notify()
+
+    # claim loop ------------------------------------------------------------------------------
+    def _claim_loop(self) -> None:
+        backend, failures, idle_checks = self.app.backend, 0, 0
+        while not self._stopping.is_set():
+            with self._cond:
+                free = self.concurrency - self._busy
+                if free <= 0:
+                    self._cond.wait(0.5)
+                    continue
+            try:
+                claims = backend.claim(self.queues, free, worker_id=self.id, lease=self.settings.lease)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = min(0.1 * 2**failures, 10.0)
+                logger.warning("claiming failed (%s); retrying in %.1fs", exc, delay)
+                self._stopping.wait(delay)
+                continue
+            if claims:
+                idle_checks = 0
+                self._dispatch(claims)
+            elif self.burst:
+                idle_checks = self._burst_idle(idle_checks)
+                if idle_checks >= 2:
+                    return
+            else:
+                backend.wait(self.queues, self.settings.poll_interval)
+
+    def _dispatch(self, claims: list[Claim]) -> None:
+        with self._cond:
+            self._busy += len(claims)
+            for claim in claims:
+                self._owned[claim.id] = claim
+        for claim in claims:
+            self.executor.submit(claim)
+
+    def _burst_idle(self, idle_checks: int) -> int:
+        """Burst mode ends after two empty claims with nothing running and every outcome settled
+        (a settled retry may have made a job available again)."""
+        with self._cond:
+            if self._busy:
+                self._cond.wait(0.05)
+                return 0
+        self.settler.flush(30)
+        self._maintain()
+        return idle_checks + 1
+
+    # callbacks -------------------------------------------------------------------------------
+    def _job_done(self, claim: Claim, outcome: Outcome | None) -> None:
+        if outcome is not None:
+            self.settler.add(outcome)
+            _log_outcome(claim, outcome)
+        with self._cond:
+            if outcome is None:
+                self._owned.pop(claim.id, None)
+            self._busy -= 1
+            self.processed += 1
+            self._cond.notify_all()
+
+    def _settled(self, outcomes: Sequence[Outcome], fenced: list[str]) -> None:
+        with self._cond:
+            for outcome in outcomes:
+                self._owned.pop(outcome.id, None)
+
+    def _heartbeat(self) -> None:
+        with self._cond:
+            claims = list(self._owned.values())
+        if not claims:
+            return
+        extended = self.app.backend.extend(claims, self.settings.lease)
+        for job_id in extended.lost:
+            logger.warning("lease of job %s was lost (reclaimed by another worker); abandoning it", job_id)
+            self.executor.abandon(job_id)
+            with self._cond:
+                self._owned.pop(job_id, None)
+        for job_id in extended.cancel_requested:
+            self.executor.cancel(job_id)
+
+    def _maintain(self) -> float | None:
+        result = self.app.backend.maintain()
+        if result.requeued or result.failed:
+            logger.warning("reclaimed %d expired lease(s) (%d failed after their last attempt)",
+                           result.requeued + result.failed, result.failed)
+        self.scheduler.tick()
+        return min(1.0, self.scheduler.seconds_to_next() + 0.001)
+
+    # shutdown --------------------------------------------------------------------------------
+    def _shutdown(self, loops: list[Looper]) -> None:
+        deadline = time.monotonic() + (0 if self._force else self.grace)
+        with self._cond:
+            while self._busy and time.monotonic() < deadline and not self._force:
+                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        leftovers = [claim for claim in self.executor.running_claims() if self.executor.abandon(claim.id)]
+        if leftovers:
+            logger.warning("putting %d unfinished job(s) back in the queue", len(leftovers))
+            try:
+                self.app.backend.release(leftovers)
+            except Exception:
+                logger.exception("could not release %d job(s); they return when their leases expire",
+                                 len(leftovers))
+        self.settler.stop(timeout=10)
+        for loop in loops:
+            loop.stop()
+        self.executor.close()
+        logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if not self.install_signals or threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping.is_set():
+            logger.warning("second signal: putting running jobs back now")
+            self._force = True
+            with self._cond:
+                self._cond.notify_all()
+            return
+        logger.warning("received %s: finishing running jobs (up to %gs), then exiting",
+                       signal.Signals(signum).name, self.grace)
+        self.request_stop()
+
+
+def _log_outcome(claim: Claim, outcome: Outcome) -> None:
+    state = outcome.state.value
+    if state == "succeeded":
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("job %s %s succeeded (attempt %d)", claim.name, claim.id, claim.attempts)
+    elif state == "scheduled":
+        logger.warning("job %s %s failed (attempt %d/%d), retrying in %.1fs: %s", claim.name, claim.id,
+                       claim.attempts, claim.max_attempts, outcome.retry_in, _first_line(outcome.error))
+    else:
+        logger.error("job %s %s %s (attempt %d/%d): %s", claim.name, claim.id, state, claim.attempts,
+                     claim.max_attempts, _first_line(outcome.error))
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").split("\n", 1)[0]
