@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .backends.base import Capability
 
@@ -35,7 +35,8 @@ __all__ = ["Errands"]
 
 logger = logging.getLogger("errands")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 MAX_DELAY = 100 * 365.25 * 86400.0  # a run_at further out is a bug in the caller, not a plan
 
 
@@ -89,14 +90,14 @@ class Errands:
 
     # registry --------------------------------------------------------------------------------
     @overload
-    def job(self, func: F, /) -> JobFunction[Any, Any]: ...
+    def job(self, func: Callable[P, R], /) -> JobFunction[P, R]: ...
     @overload
     def job(
-        self, *, name: str | None = None, queue: str = "default", retries: int = 5, timeout: float | None = None,
-        priority: int = 0, backoff: BackoffLike = None,
-    ) -> Callable[[Callable[..., Any]], JobFunction[Any, Any]]: ...
+        self, *, name: str | None = None, queue: str = "default", retries: int = 5,
+        timeout: float | timedelta | None = None, priority: int = 0, backoff: BackoffLike = None,
+    ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
-    def job(
+    def job(  # type: ignore[misc]  # mypy rejects the optional positional-only func beside the keyword-only overload
         self,
         func: Callable[..., Any] | None = None,
         /,
@@ -131,12 +132,12 @@ class Errands:
 
     def periodic(
         self, *, cron: str | None = None, every: float | timedelta | None = None, **job_options: Any
-    ) -> Callable[[Callable[..., Any]], JobFunction[Any, Any]]:
+    ) -> Callable[[Callable[P, R]], JobFunction[P, R]]:
         """Register a handler that a worker enqueues on a schedule: ``cron`` (5 fields, UTC) or
         ``every`` (seconds or a timedelta, aligned to the epoch). Each tick is enqueued once,
         however many workers run."""
 
-        def register(function: Callable[..., Any]) -> JobFunction[Any, Any]:
+        def register(function: Callable[P, R]) -> JobFunction[P, R]:
             job_function = self.job(**job_options)(function)
             self.periodics.append(PeriodicSpec.create(job_function, cron=cron, every=every))
             return job_function

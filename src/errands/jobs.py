@@ -154,7 +154,7 @@ class JobFunction(Generic[P, R]):
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(func)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
@@ -181,4 +181,5 @@ class JobFunction(Generic[P, R]):
         return self.app._enqueue(self, [(tuple(a), dict(k)) for a, k in calls])
 
     async def aperform(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
-        return await asyncio.to_thread(self.app._enqueue, self, [(args, kwargs)])  # type: ignore[return-value]
+        handles = await asyncio.to_thread(self.app._enqueue, self, [(args, kwargs)])
+        return handles[0]
