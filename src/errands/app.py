@@ -136,6 +136,7 @@ class Errands:
         """Register a handler that a worker enqueues on a schedule: ``cron`` (5 fields, UTC) or
         ``every`` (seconds or a timedelta, aligned to the epoch). Each tick is enqueued once,
         however many workers run."""
+        PeriodicSpec.check(cron=cron, every=every)  # a bad schedule fails before anything is registered
 
         def register(function: Callable[P, R]) -> JobFunction[P, R]:
             job_function = self.job(**job_options)(function)
@@ -212,7 +213,7 @@ class Errands:
 
     # queries ---------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> JobInfo | None:
-        record = self.backend.get(job_id)
+        record = self.backend.get(_job_id(job_id))
         return to_info(record) if record is not None else None
 
     def list_jobs(
@@ -228,11 +229,16 @@ class Errands:
 
     def retry_job(self, job_id: str) -> bool:
         """A failed or cancelled job back to available; False when it was in another state."""
-        return self.backend.retry([job_id]) == 1
+        return self.retry_jobs([job_id]) == 1
+
+    def retry_jobs(self, job_ids: Sequence[str]) -> int:
+        """``retry_job`` for many ids in one call; returns how many moved."""
+        return self.backend.retry([_job_id(i) for i in job_ids])
 
     def cancel_job(self, job_id: str) -> str:
         """Scheduled/available -> cancelled; running -> asked to stop at its next heartbeat.
         Returns ``"cancelled"``, ``"requested"``, ``"finished"`` or ``"not_found"``."""
+        job_id = _job_id(job_id)
         return self.backend.cancel([job_id])[job_id].value
 
     def purge(self, state: str | JobState = "succeeded", older_than: float | timedelta = 0) -> int:
@@ -283,6 +289,14 @@ class Errands:
 
 
 # helpers ---------------------------------------------------------------------------------------
+
+
+def _job_id(value: object) -> str:
+    if isinstance(value, JobHandle):
+        return value.id
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ConfigurationError(f"a job id is a str (JobHandle.id), got {value!r}")
+    return value
 
 
 def _state(value: str | JobState) -> JobState:

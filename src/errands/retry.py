@@ -75,7 +75,7 @@ def as_backoff(value: BackoffLike) -> Backoff:
     if isinstance(value, (int, float)):
         return Constant(float(value))
     if hasattr(value, "delay"):
-        return value  # type: ignore[return-value]
+        return value
     if callable(value):
         return _Callable(value)
     raise ConfigurationError(f"backoff must be a policy, seconds or a callable, got {value!r}")

@@ -39,6 +39,12 @@ class PeriodicSpec:
 
     @classmethod
     def create(cls, job: JobFunction[Any, Any], *, cron: str | None, every: float | timedelta | None) -> PeriodicSpec:
+        cron, seconds = cls.check(cron=cron, every=every)
+        return cls(job, cron=cron, every=seconds)
+
+    @staticmethod
+    def check(*, cron: str | None, every: float | timedelta | None) -> tuple[str | None, float | None]:
+        """Validate a schedule (before any handler is registered): ``(cron, every seconds)``."""
         if (cron is None) == (every is None):
             raise ConfigurationError("periodic() takes exactly one of cron= or every=")
         if every is not None:
@@ -47,14 +53,14 @@ class PeriodicSpec:
                 MIN_EVERY <= seconds <= 366 * 86400
             ):
                 raise ConfigurationError(f"every= must be from {MIN_EVERY:g}s to a year, got {every!r}")
-            return cls(job, every=float(seconds))
+            return None, float(seconds)
         if not isinstance(cron, str):
             raise ConfigurationError(f"cron= must be a string, got {cron!r}")
         try:
             CronSim(cron, datetime(2000, 1, 1, tzinfo=timezone.utc))
         except (CronSimError, ValueError, KeyError) as exc:
             raise ConfigurationError(f"invalid cron expression {cron!r}: {exc}") from None
-        return cls(job, cron=cron)
+        return cron, None
 
     def ticks(self, after: float, until: float) -> list[float]:
         """Tick times t with after < t <= until (epoch seconds), oldest first."""
