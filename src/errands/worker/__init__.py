@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Claim, Outcome
+from ..backends.base import Backend, Claim, Outcome
 from ..config import check_queue_name
 from ..errors import ConfigurationError
 from ..scheduler import Scheduler
@@ -149,7 +149,14 @@ class Worker:
                 if idle_checks >= 2:
                     return
             else:
-                backend.wait(self.queues, self.settings.poll_interval)
+                self._idle_wait(backend)
+
+    def _idle_wait(self, backend: Backend) -> None:
+        try:
+            backend.wait(self.queues, self.settings.poll_interval)
+        except Exception as exc:  # the next claim reports a real outage; never let waiting kill the loop
+            logger.debug("waiting for work failed: %s", exc)
+            self._stopping.wait(self.settings.poll_interval)
 
     def _dispatch(self, claims: list[Claim]) -> None:
         with self._cond:

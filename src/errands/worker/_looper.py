@@ -7,6 +7,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from ..errors import BackendUnavailable
+
 __all__ = ["Looper"]
 
 logger = logging.getLogger("errands.worker")
@@ -42,8 +44,12 @@ class Looper:
                 failures = 0
                 if requested is not None:
                     wait = max(0.0, min(requested, self.interval))
+            except BackendUnavailable as exc:  # expected while a server restarts: one line, no trace
+                failures += 1
+                logger.warning("errands %s: backend unavailable (%s); retrying", self.name, exc)
             except Exception:  # a loop that dies silently is how jobs get stuck: log and go on
                 failures += 1
                 logger.exception("errands %s loop failed (%d in a row); retrying", self.name, failures)
+            if failures:
                 wait = min(self.interval * (2 ** min(failures, 5)), 30.0)
             self._stopped.wait(wait)

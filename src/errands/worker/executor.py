@@ -125,12 +125,16 @@ class Executor:
 
     def abandon(self, job_id: str) -> Claim | None:
         """Drop a job whose lease is lost or that shutdown puts back: no outcome will be sent."""
-        running = self._interrupt(job_id, "abandon")
-        if running is not None and self._decide(running):
-            self._forget(running)
-            self.on_done(running.claim, None)
-            return running.claim
-        return None
+        with self._lock:
+            running = self._running.get(job_id)
+        # decide before interrupting: a cancelled task could otherwise report its CancelledError
+        # as a failed attempt first, and the job would be retried instead of put back
+        if running is None or not self._decide(running):
+            return None
+        self._interrupt(job_id, "abandon")
+        self._forget(running)
+        self.on_done(running.claim, None)
+        return running.claim
 
     def close(self) -> None:
         self._closing = True
