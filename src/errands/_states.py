@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["ACTIVE_STATES", "JobState", "TERMINAL_STATES"]
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobState"]
 
 
 class JobState(str, Enum):

@@ -15,12 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from .backends.base import Capability
-
 from ._ids import new_id
-from ._states import JobState, TERMINAL_STATES
+from ._states import TERMINAL_STATES, JobState
 from .backends import open_backend, redact_url
-from .backends.base import Backend, JobQuery, JobRecord, NewJob
+from .backends.base import Backend, Capability, JobQuery, JobRecord, NewJob
 from .config import Settings, check_job_name
 from .errors import ConfigurationError, SerializationError, UnknownJob
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
@@ -309,7 +307,7 @@ def _state(value: str | JobState) -> JobState:
 
 def _checked_delay(delay: float | timedelta) -> float:
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
         raise ConfigurationError(f"delay must be seconds or a timedelta, got {delay!r}")
     if seconds > MAX_DELAY:
         raise ConfigurationError(f"delay {delay!r} is more than 100 years ahead")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .app import Errands
 
 
-__all__ = ["ACTIVE_STATES", "JobFunction", "JobHandle", "JobInfo", "JobOptions", "JobState", "TERMINAL_STATES"]
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobFunction", "JobHandle", "JobInfo", "JobOptions", "JobState"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, Union
 
+from ._states import JobState
 from .backends.base import Claim, Outcome
 from .errors import ConfigurationError, Fail, Retry, SerializationError, UnknownJob
-from ._states import JobState
 
 __all__ = ["Backoff", "BackoffLike", "Constant", "Exponential", "as_backoff", "decide"]
 
@@ -63,7 +63,7 @@ class _Callable:
         return float(self.function(attempt))
 
 
-BackoffLike = Union[Backoff, Callable[[int], float], float, int, None]
+BackoffLike = Union[Backoff, Callable[[int], float], float, int, None]  # noqa: UP007 (a runtime alias on 3.10)
 
 
 def as_backoff(value: BackoffLike) -> Backoff:

@@ -11,6 +11,7 @@ the bad value (``kwargs['when']``). Nothing is ever pickled.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ def _check(value: Any, path: str, depth: int) -> None:
     if isinstance(value, str):
         _check_str(value, path)
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise SerializationError(f"{value!r} is not a finite number; JSON can't carry it", path)
     elif depth >= MAX_DEPTH:
         raise SerializationError(f"nested deeper than {MAX_DEPTH} levels", path)
@@ -75,6 +76,9 @@ def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any], max_bytes: 
     for index, arg in enumerate(args):
         _check(arg, f"args[{index}]", 1)
     for key, arg in kwargs.items():
+        if not isinstance(key, str):  # perform_many takes any mapping: JSON would make the key a str
+            raise SerializationError(f"keyword {key!r} is a {type(key).__name__}; keywords must be str", "kwargs")
+        _check_str(key, f"kwargs key {key!r}")
         _check(arg, f"kwargs[{key!r}]", 1)
     args_text = _encoder.encode(list(args))
     kwargs_text = _encoder.encode(dict(kwargs))

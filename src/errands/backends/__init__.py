@@ -12,7 +12,7 @@ from .base import Backend, Capability
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["Backend", "Capability", "open_backend", "SCHEMES"]
+__all__ = ["SCHEMES", "Backend", "Capability", "open_backend"]
 
 # scheme -> (module, class, the extra whose packages the module needs)
 SCHEMES: dict[str, tuple[str, str, str | None]] = {

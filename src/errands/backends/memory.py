@@ -5,6 +5,7 @@ Nothing survives the process."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import secrets
 import threading
 import time
@@ -55,6 +56,7 @@ class MemoryBackend(Backend):
         self._scheduled: list[tuple[float, str, int]] = []
         self._running: set[str] = set()
         self._unique: dict[str, str] = {}
+        self._versions = itertools.count(1)
 
     # helpers (lock held) ---------------------------------------------------------------------
     def _move(self, job: _Job, state: str, now: float, **changes: object) -> None:
@@ -67,7 +69,7 @@ class MemoryBackend(Backend):
         if state in _TERMINAL:
             changes.setdefault("finished_at", now)
         job.record = replace(record, state=state, **changes)  # type: ignore[arg-type]
-        job.version += 1
+        job.version = next(self._versions)  # global, so a purged id enqueued again can't match old entries
         record = job.record
         if state == _AVAILABLE:
             entry = (-record.priority, record.run_at or now, record.id, job.version)

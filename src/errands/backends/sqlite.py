@@ -1,0 +1,600 @@
+"""The embedded default: one SQLite file in WAL mode, shared by producers and worker processes
+on one machine. Durability as DESIGN.md §2.1 states it: ``synchronous=NORMAL`` (every commit
+survives a crash of any process) or ``?synchronous=full`` (survives power loss too).
+
+* One connection per thread, all tracked so ``close()`` works from any thread.
+* Writers ``BEGIN IMMEDIATE``, taking the write lock up front, so no two transactions deadlock
+  upgrading a read lock; SQLITE_BUSY is retried in short slices until ``busy_timeout``.
+* Partial indexes hold only the rows each hot query reads (available, due, leased): claiming
+  stays an index probe however many finished rows the table keeps.
+* Claim is one ``UPDATE ... RETURNING``, lease tokens made by SQLite per row. SQL text is
+  constant per shape, so sqlite3's statement cache reuses it.
+* No cross-process push exists, so ``wait`` polls ``PRAGMA data_version`` (it changes when
+  another connection commits) every 2 ms and looks for due work only when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ..errors import BackendUnavailable, ConfigurationError, ErrandsError
+from ..jobs import JobState
+from ._sql import (
+    ACTIVE_SQL,
+    INSERT_COLUMNS,
+    JOB_COLUMNS,
+    META_TABLE,
+    TABLE,
+    Migration,
+    apply_fenced,
+    build_list_query,
+    cancel_jobs,
+    claims_from_rows,
+    extend_claims,
+    fold_counts,
+    insert_jobs,
+    insert_row,
+    purge_chunk,
+    record_from_row,
+    retry_while,
+    run_migrations,
+    settle_row,
+    translate_errors,
+)
+from .base import (
+    Backend,
+    CancelResult,
+    Capability,
+    Claim,
+    Counts,
+    Enqueued,
+    Extended,
+    JobQuery,
+    JobRecord,
+    Maintenance,
+    NewJob,
+    Outcome,
+)
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["SqliteBackend", "SqliteOptions", "parse_url"]
+
+log = logging.getLogger("errands.sqlite")
+_T = TypeVar("_T")
+
+# SQLite's own busy handler waits this long at most, then retry_while() tries again: a writer
+# looks at the lock every few ms instead of backing off to 100 ms sleeps while others take turns.
+_BUSY_SLICE = 0.01
+_POLL = 0.002  # how often an idle wait() looks at PRAGMA data_version
+_PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memory.py
+_PURGE_CHUNK = 2_000  # rows deleted per write transaction, so workers get the lock in between
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+# schema -------------------------------------------------------------------------------------------
+# Partial-index predicates, spelled once: SQLite uses a partial index only for a query that
+# repeats its WHERE term.
+_AVAILABLE, _SCHEDULED, _RUNNING = "state = 'available'", "state = 'scheduled'", "state = 'running'"
+_META_DDL = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, (
+        # Times are REAL epoch seconds; args/kwargs/result/error are JSON or text. No CHECK on
+        # state: a row written by hand with an odd state is left alone, never claimed.
+        f"""CREATE TABLE {TABLE} (
+            id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
+            args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0, run_at REAL NOT NULL, created_at REAL NOT NULL,
+            started_at REAL, finished_at REAL, result TEXT, error TEXT, unique_key TEXT,
+            timeout REAL, worker_id TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
+            token TEXT, lease_until REAL)""",
+        # claim from named queues / from every queue, in claim order
+        f"CREATE INDEX errands_jobs_claim ON {TABLE} (queue, priority DESC, run_at, id) WHERE {_AVAILABLE}",
+        f"CREATE INDEX errands_jobs_claim_any ON {TABLE} (priority DESC, run_at, id) WHERE {_AVAILABLE}",
+        f"CREATE INDEX errands_jobs_due ON {TABLE} (run_at) WHERE {_SCHEDULED}",
+        f"CREATE INDEX errands_jobs_lease ON {TABLE} (lease_until) WHERE {_RUNNING}",
+        (f"CREATE UNIQUE INDEX errands_jobs_unique ON {TABLE} (unique_key) "
+         f"WHERE unique_key IS NOT NULL AND state IN {ACTIVE_SQL}"),
+        # list_jobs by state, newest first, and counts() as a covering scan. Each state change
+        # rewrites it; a (queue, state, id) one would add ~30% to the pages a job writes: not worth it.
+        f"CREATE INDEX errands_jobs_state ON {TABLE} (state, id)",
+    ), "jobs table and indexes"),
+)
+
+# statements ---------------------------------------------------------------------------------------
+_INSERT = (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))}) ON CONFLICT DO NOTHING")
+# INDEXED BY pins the partial indexes: without statistics SQLite's planner prefers the (state, id)
+# index and sorts every row in the state, which is slow with a backlog; with it, a statement fails
+# loudly rather than silently slowing down if an index goes missing.
+_PROMOTE = (f"UPDATE {TABLE} SET state = 'available' WHERE rowid IN (SELECT rowid FROM {TABLE} "
+            f"INDEXED BY errands_jobs_due WHERE {_SCHEDULED} AND run_at <= ? ORDER BY run_at LIMIT ?)")
+# The row claims_from_rows() reads; CASTs keep junk written by hand from reaching the worker as
+# the wrong type (the worker fails such a job; the claim must not fail).
+_CLAIM_COLUMNS = ("id, name, queue, args, kwargs, attempts, CAST(max_attempts AS INTEGER), token, "
+                  "CASE WHEN typeof(timeout) IN ('integer', 'real') THEN timeout END, "
+                  "CAST(priority AS INTEGER), IFNULL(CAST(run_at AS REAL), 0.0)")
+_CLAIM_SET = ("state = 'running', attempts = CAST(attempts AS INTEGER) + 1, lease_until = ?1, "
+              "started_at = ?2, worker_id = ?3, cancel_requested = 0")
+_SETTLE = (f"UPDATE {TABLE} SET state = ?1, run_at = COALESCE(?2, run_at), "
+           "result = CASE WHEN ?3 THEN ?4 ELSE result END, error = COALESCE(?5, error), "
+           "finished_at = COALESCE(?6, finished_at), token = NULL, lease_until = NULL "
+           "WHERE id = ?7 AND token = ?8 AND state = 'running'")
+_RELEASE = (f"UPDATE {TABLE} SET state = 'available', attempts = max(attempts - 1, 0), run_at = ?, "
+            "token = NULL, lease_until = NULL WHERE id = ? AND token = ? AND state = 'running'")
+_LOST = "'worker lost while running (attempt ' || attempts || '/' || max_attempts || ')'"
+_EXPIRED = f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_lease WHERE {_RUNNING} AND lease_until <= ?1"
+_REAP_FAILED = (f"UPDATE {TABLE} SET state = 'failed', error = {_LOST}, finished_at = ?1, token = NULL, "
+                f"lease_until = NULL WHERE rowid IN ({_EXPIRED} AND attempts >= max_attempts "
+                "ORDER BY lease_until LIMIT ?2)")
+_REAP_REQUEUE = (f"UPDATE {TABLE} SET state = 'available', error = {_LOST}, run_at = ?1, token = NULL, "
+                 f"lease_until = NULL WHERE rowid IN ({_EXPIRED} ORDER BY lease_until LIMIT ?2)")
+_GET = f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE} WHERE id = ?"
+# OR IGNORE: a retry that would take a unique key another unfinished job holds is skipped.
+_RETRY = (f"UPDATE OR IGNORE {TABLE} SET state = 'available', run_at = ?, finished_at = NULL, "
+          "cancel_requested = 0, max_attempts = max(max_attempts, attempts + 1) "
+          "WHERE id = ? AND state IN ('failed', 'cancelled')")
+_COUNTS = f"SELECT NULL, state, count(*) FROM {TABLE} GROUP BY state"
+_COUNTS_BY_QUEUE = f"SELECT queue, state, count(*) FROM {TABLE} GROUP BY queue, state"
+
+
+@lru_cache(maxsize=64)
+def _pick_sql(queue_count: int | None) -> str:
+    """The rowids to claim, best first, for ``?4`` jobs of queues ``?5..``. Several queues are a
+    UNION of per-queue index scans, because ``queue IN (...)`` plus ORDER BY would sort every
+    available row of those queues."""
+    order = "ORDER BY priority DESC, run_at, id LIMIT ?4"
+    if queue_count is None:
+        return f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {_AVAILABLE} {order}"
+    by_queue = f"FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {_AVAILABLE} AND queue ="
+    if queue_count == 1:
+        return f"SELECT rowid {by_queue} ?5 {order}"
+    arms = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT rowid AS rid, priority, run_at, id {by_queue} ?{5 + i} {order})"
+        for i in range(queue_count)
+    )
+    return f"SELECT rid FROM ({arms}) {order}"
+
+
+@lru_cache(maxsize=64)
+def _claim_sql(queue_count: int | None) -> str:
+    return (f"UPDATE {TABLE} SET {_CLAIM_SET}, token = lower(hex(randomblob(16))) "
+            f"WHERE rowid IN ({_pick_sql(queue_count)}) RETURNING {_CLAIM_COLUMNS}")
+
+
+@lru_cache(maxsize=64)
+def _probe_sql(queue_count: int | None) -> str:
+    """Is anything claimable now, and when is the next scheduled job due? Read-only index probes."""
+    if queue_count is None:
+        available = f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {_AVAILABLE}"
+    else:
+        available = (f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {_AVAILABLE} "
+                     f"AND queue IN ({', '.join('?' * queue_count)})")
+    return (f"SELECT EXISTS ({available}), "
+            f"(SELECT min(run_at) FROM {TABLE} INDEXED BY errands_jobs_due WHERE {_SCHEDULED})")
+
+
+# URL ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SqliteOptions:
+    path: str  # absolute, so a later chdir or a new thread opens the same file
+    synchronous: str = "NORMAL"
+    busy_timeout: float = 5.0  # seconds a write waits for the lock before BackendUnavailable
+
+
+def parse_url(url: str) -> SqliteOptions:
+    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` (SQLAlchemy's convention), with
+    ``?synchronous=normal|full`` and ``?busy_timeout=<ms>``."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise ConfigurationError(f"not a sqlite:// URL: {url!r}")
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ConfigurationError(f"bad SQLite URL {url!r}: use sqlite:///rel.db or sqlite:////abs/path.db")
+    path = unquote(parts.path[1:])
+    if path == ":memory:" or path.startswith("file:"):
+        raise ConfigurationError(f"bad SQLite URL {url!r}: per-thread connections can't share :memory:; "
+                                 "use memory://")
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ConfigurationError(f"bad query string in SQLite URL {url!r}") from None
+    options: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in options:
+            raise ConfigurationError(f"SQLite URL parameter {key!r} given twice in {url!r}")
+        options[key] = _option(key, value)
+    return SqliteOptions(os.path.abspath(path), **options)
+
+
+def _option(key: str, value: str) -> Any:
+    if key == "synchronous":
+        if value.lower() not in ("normal", "full"):
+            raise ConfigurationError(f"SQLite URL: synchronous must be 'normal' or 'full', got {value!r}")
+        return value.upper()
+    if key == "busy_timeout":
+        if not value.isdigit() or int(value) > 86_400_000:
+            raise ConfigurationError(f"SQLite URL: busy_timeout must be 0 to 86400000 ms, got {value!r}")
+        return int(value) / 1000
+    raise ConfigurationError(f"unknown SQLite URL parameter {key!r}: known are synchronous, busy_timeout")
+
+
+# errors -------------------------------------------------------------------------------------------
+def _is_busy(exc: Exception) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the primary code is the low byte
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "is locked" in str(exc)  # Python 3.10: "database is locked", "database table is locked"
+
+
+def _is_decode_error(exc: sqlite3.Error) -> bool:
+    return "Could not decode to UTF-8" in str(exc)
+
+
+def _tolerant_text(raw: bytes) -> str | bytes:
+    # Text that isn't UTF-8 (written by hand) comes back as bytes: the codec reports it and the
+    # worker fails that one job, instead of the whole claim raising.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):  # the error that brought us here is the one to report
+            conn.execute("ROLLBACK")
+
+
+def _join_caller_transaction(conn: sqlite3.Connection) -> None:
+    """Open the caller's transaction the way sqlite3 itself would before a write, so the jobs
+    commit or roll back with the caller's own changes. With autocommit and no open transaction
+    there is nothing to join: the batch then commits on its own (still all or none)."""
+    if conn.in_transaction:
+        return
+    autocommit = getattr(conn, "autocommit", None)  # Python 3.12+: True, False or legacy (-1)
+    if autocommit is True or (autocommit not in (True, False) and conn.isolation_level is None):
+        return
+    conn.execute(f"BEGIN {conn.isolation_level or ''}")  # "", DEFERRED, IMMEDIATE or EXCLUSIVE
+
+
+class SqliteBackend(Backend):
+    """Jobs in one SQLite file (WAL). ``sqlite:///jobs.db``, ``sqlite:////var/lib/jobs.db``,
+    ``?synchronous=full`` for power-loss durability, ``?busy_timeout=10000`` to wait longer for
+    the write lock.
+
+    >>> backend = SqliteBackend("sqlite:///jobs.db", Settings())
+    >>> backend.open()
+    """
+
+    capabilities = frozenset({Capability.TRANSACTIONAL_ENQUEUE, Capability.MULTI_PROCESS,
+                              Capability.PERSISTENT, Capability.QUERIES})
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        super().__init__(url, settings)
+        self.options = parse_url(url)
+        self._open_lock = threading.Lock()
+        self._opened = False
+        self._reset_connections()
+        if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
+            os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
+
+    def _reset_connections(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._wakeup = threading.Condition()
+        self._generation = 0
+
+    # connections --------------------------------------------------------------------------------
+    def open(self) -> None:
+        with self._open_lock:
+            if self._opened:
+                return
+            folder = os.path.dirname(self.options.path)
+            if not os.path.isdir(folder):
+                raise ConfigurationError(f"SQLite database {self.options.path}: {folder} does not exist")
+            with translate_errors(self._classify):
+                conn = self._thread_connection()
+                self._retrying(lambda: self._setup(conn))
+            self._opened = True
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("SQLite %s stays in journal_mode=%s (WAL unsupported here?): "
+                        "concurrent workers will wait on each other", self.options.path, mode)
+        conn.execute("BEGIN IMMEDIATE")  # one opener at a time creates or migrates the schema
+        try:
+            run_migrations(conn.cursor(), _MIGRATIONS, meta_ddl=_META_DDL)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def close(self) -> None:
+        with self._open_lock, self._lock:
+            conns, self._conns = self._conns, []
+            self._local = threading.local()
+            self._opened = False
+        for _thread, conn in conns:
+            _close(conn)
+
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            return self._local.conn  # type: ignore[no-any-return]
+        except AttributeError:
+            pass
+        if not self._opened:
+            self.open()
+        return self._thread_connection()
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        conn = sqlite3.connect(self.options.path, timeout=min(self.options.busy_timeout, _BUSY_SLICE),
+                               isolation_level=None, check_same_thread=False, cached_statements=256)
+        conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")  # validated: NORMAL or FULL
+        conn.execute("PRAGMA journal_size_limit = 67108864")  # shrink the WAL back after bursts
+        self._local.conn = conn
+        with self._lock:
+            # Threads come and go (thread pools, asyncio.to_thread): close what dead ones left.
+            dead = [other for thread, other in self._conns if not thread.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
+            self._conns.append((threading.current_thread(), conn))
+        for other in dead:
+            _close(other)
+        return conn
+
+    # running statements -------------------------------------------------------------------------
+    def _classify(self, exc: Exception) -> ErrandsError | None:
+        if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+            return None  # a bug of ours, not the store's state: let it show as it is
+        if isinstance(exc, sqlite3.DatabaseError):  # locked, disk full, I/O error, corrupt, read-only
+            name = getattr(exc, "sqlite_errorname", None)
+            cause = f"{exc} ({name})" if name else str(exc)
+            return BackendUnavailable(f"SQLite database {self.options.path}: {cause}")
+        return None
+
+    def _retrying(self, step: Callable[[], _T]) -> _T:
+        """Run ``step`` until it is not refused for a lock, for at most ``busy_timeout``."""
+        return retry_while(step, transient=_is_busy, timeout=self.options.busy_timeout,
+                           what=f"SQLite database {self.options.path} stayed locked by another connection")
+
+    def _run(self, fn: Callable[[sqlite3.Cursor], _T], *, write: bool) -> _T:
+        """``fn`` on this thread's connection, in a ``BEGIN IMMEDIATE`` transaction if ``write``;
+        retried on SQLITE_BUSY; retried once tolerating text that isn't UTF-8."""
+        with translate_errors(self._classify):
+            conn = self._conn()
+            cur = conn.cursor()
+
+            def attempt() -> _T:
+                if not write:
+                    return fn(cur)
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(cur)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                return result
+
+            try:
+                return self._retrying(attempt)
+            except sqlite3.OperationalError as exc:
+                if not _is_decode_error(exc):
+                    raise
+            conn.text_factory = _tolerant_text  # rare: slow per-value decoding only for this call
+            try:
+                return self._retrying(attempt)
+            finally:
+                conn.text_factory = str
+
+    def _write(self, fn: Callable[[sqlite3.Cursor], _T]) -> _T:
+        return self._run(fn, write=True)
+
+    def _read(self, fn: Callable[[sqlite3.Cursor], _T]) -> _T:
+        return self._run(fn, write=False)
+
+    # producer -----------------------------------------------------------------------------------
+    def enqueue(self, jobs: Sequence[NewJob], *, connection: object | None = None) -> list[Enqueued]:
+        if not jobs:
+            return []
+        now = self.now()
+        rows = [insert_row(job, now) for job in jobs]
+        if connection is None:
+            result = self._write(lambda cur: insert_jobs(cur, rows, insert_sql=_INSERT))
+        else:
+            result = self._enqueue_through(connection, rows)
+        if any(row[5] == "available" for row in rows):
+            self.notify()
+        return result
+
+    def _enqueue_through(self, connection: object, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
+        """Write with the caller's sqlite3 connection and leave its transaction open: the caller's
+        commit or rollback decides. No busy retry here: the transaction is the caller's."""
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigurationError("the sqlite backend enqueues in a transaction through a "
+                                     f"sqlite3.Connection, not {type(connection).__name__}")
+        with translate_errors(self._classify):
+            if not self._opened:
+                self.open()
+            cursor = connection.cursor()
+            cursor.row_factory = None  # the caller's row_factory may make dicts
+            files = [row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"]
+            if not files or not _same_file(files[0], self.options.path):
+                raise ConfigurationError(f"the connection to enqueue through is not to {self.options.path}")
+            _join_caller_transaction(connection)
+            return insert_jobs(cursor, rows, insert_sql=_INSERT)
+
+    # worker -------------------------------------------------------------------------------------
+    def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
+        names = None if queues is None else list(dict.fromkeys(queues))
+        if limit <= 0 or names == []:
+            return []
+        now = self.now()
+        params = (now + lease, now, worker_id, limit, *(names or ()))
+        count = None if names is None else len(names)
+
+        def run(cur: sqlite3.Cursor) -> list[Any]:
+            cur.execute(_PROMOTE, (now, _PROMOTE_LIMIT))
+            if _HAS_RETURNING:
+                return cur.execute(_claim_sql(count), params).fetchall()
+            return _claim_without_returning(cur, _pick_sql(count), params)
+
+        return claims_from_rows(self._write(run))
+
+    def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
+        if not claims:
+            return Extended()
+        now = self.now()
+        return self._write(lambda cur: extend_claims(cur, claims, now + lease))
+
+    def settle(self, outcomes: Sequence[Outcome]) -> list[str]:
+        if not outcomes:
+            return []
+        now = self.now()
+        rows = [settle_row(outcome, now) for outcome in outcomes]
+        fenced = self._write(lambda cur: apply_fenced(cur, _SETTLE, rows, id_index=6))
+        if any(row[0] == "available" for row in rows):  # a retry due at once: wake local waiters
+            self.notify()
+        return fenced
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        if claims:
+            now = self.now()
+            rows = [(now, claim.id, claim.token) for claim in claims]
+            self._write(lambda cur: cur.executemany(_RELEASE, rows))
+            self.notify()
+
+    def maintain(self, limit: int = 1000) -> Maintenance:
+        now = self.now()
+        limit = max(limit, 0)  # SQLite reads a negative LIMIT as no limit
+
+        def maintain(cur: sqlite3.Cursor) -> Maintenance:
+            promoted = cur.execute(_PROMOTE, (now, limit)).rowcount
+            failed = cur.execute(_REAP_FAILED, (now, limit)).rowcount
+            requeued = cur.execute(_REAP_REQUEUE, (now, limit - failed)).rowcount if failed < limit else 0
+            return Maintenance(promoted, requeued, failed)
+
+        done = self._write(maintain)
+        if done.promoted or done.requeued:
+            self.notify()
+        return done
+
+    def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
+        """Return when a job may be claimable on ``queues``, ``notify()`` is called, or after
+        ``timeout``. Another process's commit is seen within about ``_POLL`` seconds."""
+        deadline, generation = time.monotonic() + timeout, self._generation  # an int read is atomic
+        names = None if queues is None else list(dict.fromkeys(queues))
+        probe = _probe_sql(None if names is None else len(names))
+
+        def look(cur: sqlite3.Cursor) -> tuple[int, float | None]:
+            version = cur.execute("PRAGMA data_version").fetchone()[0]
+            ready, due = cur.execute(probe, names or ()).fetchone()
+            return version, (self.now() if ready else due if isinstance(due, (int, float)) else None)
+
+        version, due = self._read(look)
+        while due is None or due > self.now():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with self._wakeup:
+                if self._generation == generation:
+                    self._wakeup.wait(min(remaining, _POLL))
+                if self._generation != generation:
+                    return
+            current = self._read(lambda cur: cur.execute("PRAGMA data_version").fetchone()[0])
+            if current != version:
+                version, due = self._read(look)
+
+    def notify(self) -> None:
+        with self._wakeup:
+            self._generation += 1
+            self._wakeup.notify_all()
+
+    # queries and admin --------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._read(lambda cur: cur.execute(_GET, (job_id,)).fetchone())
+        return record_from_row(row) if row is not None else None
+
+    def counts(self, *, by_queue: bool = False) -> Counts:
+        sql = _COUNTS_BY_QUEUE if by_queue else _COUNTS
+        return fold_counts(self._read(lambda cur: cur.execute(sql).fetchall()), by_queue=by_queue)
+
+    def retry(self, job_ids: Sequence[str]) -> int:
+        if not job_ids:
+            return 0
+        now = self.now()
+        rows = [(now, job_id) for job_id in job_ids]
+        moved: int = self._write(lambda cur: cur.executemany(_RETRY, rows).rowcount)
+        if moved:
+            self.notify()
+        return moved
+
+    def cancel(self, job_ids: Sequence[str]) -> Mapping[str, CancelResult]:
+        now = self.now()
+        return self._write(lambda cur: cancel_jobs(cur, job_ids, now)) if job_ids else {}
+
+    def purge(self, state: JobState, older_than: float) -> int:
+        """In chunks, one write transaction each, so workers take the lock in between."""
+        removed, after = 0, ""
+        while True:
+            doomed = self._write(partial(purge_chunk, state=state, older_than=older_than, after=after,
+                                         limit=_PURGE_CHUNK))
+            removed += len(doomed)
+            if len(doomed) < _PURGE_CHUNK:
+                return removed
+            after = doomed[-1]
+
+    def list(self, query: JobQuery) -> list[JobRecord]:
+        sql, params = build_list_query(query)
+        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
+        return [record_from_row(row) for row in rows]
+
+
+def _claim_without_returning(cur: sqlite3.Cursor, pick: str, params: tuple[Any, ...]) -> list[Any]:
+    """Claim for SQLite before 3.35 (no RETURNING): pick, update and read back row by row, in the
+    same write transaction, so the result is the same; it only takes a few more calls."""
+    rowids = [row[0] for row in cur.execute(pick, params).fetchall()]
+    for rowid in rowids:
+        cur.execute(f"UPDATE {TABLE} SET {_CLAIM_SET}, token = ?4 WHERE rowid = ?5",
+                    (*params[:3], secrets.token_hex(16), rowid))
+    read = f"SELECT {_CLAIM_COLUMNS} FROM {TABLE} WHERE rowid = ?"
+    return [cur.execute(read, (rowid,)).fetchone() for rowid in rowids]
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    with suppress(sqlite3.Error):  # best effort: the OS releases the file either way
+        conn.close()
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return bool(a) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _after_fork(ref: weakref.ReferenceType[SqliteBackend]) -> None:
+    # A connection must not cross fork(): the child opens its own and never closes the parent's
+    # (closing would drop the parent's POSIX locks on the file).
+    backend = ref()
+    if backend is not None:
+        backend._reset_connections()
