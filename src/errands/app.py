@@ -165,14 +165,14 @@ class Errands:
         job: JobFunction[Any, Any],
         calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
         *,
-        delay: float | timedelta | None = None,
+        delay: float | timedelta = 0.0,
         at: datetime | None = None,
         job_id: str | None = None,
     ) -> list[JobHandle]:
         if not calls:
             return []
         run_at = _checked_run_at(at) if at is not None else None
-        seconds = _checked_delay(delay) if delay is not None else 0.0
+        seconds = _checked_delay(delay) if at is None else 0.0
         options, limit = job.options, self.settings.max_payload_bytes
         new_jobs = []
         for args, kwargs in calls:

@@ -23,7 +23,8 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled or its worker is shutting it down: a long sync handler
-        should check this between steps and return."""
+        should check this between steps and return. A cancelled job that returns ends
+        ``cancelled``, not ``succeeded``."""
         return self._cancel.is_set()
 
 

@@ -4,6 +4,7 @@ Nothing survives the process."""
 
 from __future__ import annotations
 
+import builtins
 import heapq
 import itertools
 import secrets
@@ -26,7 +27,11 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    Throughput,
+    WorkerInfo,
+    check_buckets,
     empty_counts,
+    throughput_buckets,
 )
 
 __all__ = ["MemoryBackend"]
@@ -57,6 +62,7 @@ class MemoryBackend(Backend):
         self._running: set[str] = set()
         self._unique: dict[str, str] = {}
         self._versions = itertools.count(1)
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (info, expires at)
 
     # helpers (lock held) ---------------------------------------------------------------------
     def _move(self, job: _Job, state: str, now: float, **changes: object) -> None:
@@ -220,7 +226,9 @@ class MemoryBackend(Backend):
                 job = self._jobs[job_id]
                 record = job.record
                 error = f"worker lost while running (attempt {record.attempts}/{record.max_attempts})"
-                if record.attempts >= record.max_attempts:
+                if record.cancel_requested:  # the cancel outlives the worker that was asked to stop
+                    self._move(job, JobState.CANCELLED.value, now, error=error)
+                elif record.attempts >= record.max_attempts:
                     self._move(job, JobState.FAILED.value, now, error=error)
                     failed += 1
                 else:
@@ -328,3 +336,30 @@ class MemoryBackend(Backend):
             for job_id in doomed:
                 del self._jobs[job_id]
         return len(doomed)
+
+    # observability -------------------------------------------------------------------------
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        now = self.now()
+        with self._lock:
+            self._workers[info.id] = (replace(info, last_seen=now), now + ttl)
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        now = self.now()
+        with self._lock:
+            for worker_id in [i for i, (_, expires) in self._workers.items() if expires <= now]:
+                del self._workers[worker_id]
+            alive = [info for info, _ in self._workers.values()]
+        return sorted(alive, key=lambda w: (w.started_at, w.id))
+
+    def throughput(self, since: float, bucket: float) -> Throughput:
+        now = self.now()
+        check_buckets(since, bucket, now)
+        with self._lock:
+            finished = [(job.record.finished_at, job.record.state) for job in self._jobs.values()
+                        if job.record.finished_at is not None and job.record.finished_at >= since]
+        return throughput_buckets(since, bucket, now,
+                                  ((int((at - since) // bucket), state, 1) for at, state in finished))

@@ -148,27 +148,29 @@ class Executor:
 
     # running ---------------------------------------------------------------------------------
     def _run_sync(self, running: _Running) -> None:
+        error: BaseException | None
         try:
-            outcome = self._call_sync(running)
-        except BaseException as exc:  # an injected JobTimeout that landed in our own code
-            outcome = self._failure(running, exc)
+            result, error = self._call_handler(running)
+        except BaseException as exc:  # an injected JobTimeout landing between the handler and _disarm
+            result, error = None, exc
         try:
             self._disarm(running)
         except JobTimeout:
             pass
+        # only now, with no timeout injection possible, format errors and encode the result
+        outcome = self._failure(running, error) if error is not None else self._success(running, result)
         self._finish(running, outcome)
 
-    def _call_sync(self, running: _Running) -> Outcome:
+    def _call_handler(self, running: _Running) -> tuple[Any, BaseException | None]:
         with running.lock:
             running.thread_id = threading.get_ident()
         token = _current.set(running.context)
         try:
-            result = running.job.func(*running.args, **running.kwargs)
+            return running.job.func(*running.args, **running.kwargs), None
         except BaseException as exc:  # SystemExit, KeyboardInterrupt too: that job fails, the worker goes on
-            return self._failure(running, exc)
+            return None, exc
         finally:
             _current.reset(token)
-        return self._success(running, result)
 
     def _start_task(self, running: _Running) -> None:
         assert self._loop is not None
@@ -183,7 +185,8 @@ class Executor:
             outcome = self._success(running, result)
         except asyncio.CancelledError as exc:
             if running.stop_reason == "cancel":
-                outcome = Outcome(running.claim.id, running.claim.token, JobState.CANCELLED, error="cancelled")
+                outcome = Outcome(running.claim.id, running.claim.token, JobState.CANCELLED,
+                                  error="cancelled while running")
             else:  # timeout/abandon were decided already; a stray CancelledError is a failure
                 outcome = self._failure(running, exc)
         except BaseException as exc:
@@ -194,6 +197,8 @@ class Executor:
 
     def _success(self, running: _Running, result: Any) -> Outcome:
         claim = running.claim
+        if running.stop_reason == "cancel":  # the handler saw current_job().cancelled and returned early
+            return Outcome(claim.id, claim.token, JobState.CANCELLED, error="cancelled while running")
         try:
             encoded = encode_value(result, "result")
         except SerializationError as exc:

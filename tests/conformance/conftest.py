@@ -1,0 +1,166 @@
+"""The backend parametrisation of the conformance suite.
+
+Adding a backend is ONE entry in ``BACKENDS``: a name mapped to a ``BackendSpec`` whose
+``url(tmp_path, namespace)`` gives an isolated URL for one test (a file under ``tmp_path``,
+a key prefix, a schema), with an optional ``cleanup(url)`` that drops the namespace
+afterwards and, for backends that enqueue inside the caller's transaction, a
+``connect(url)`` that opens a raw DB-API connection to the same database. The suite never
+names a backend; it reads capabilities from the backend class (``@pytest.mark.requires``).
+
+Select backends with ``--backend NAME`` (repeatable) or ``ERRANDS_TEST_BACKENDS=memory,sqlite``;
+by default every entry runs, and a backend whose server is down fails the run (never skips).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from errands import Errands
+from errands.backends import backend_class
+from errands.backends.base import Backend, Capability
+
+LEASE = 1.0  # seconds: short, so lease expiry is testable without slowing the suite
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    url: Callable[[Path, str], str]
+    cleanup: Callable[[str], None] | None = None
+    connect: Callable[[str], Any] | None = None  # a raw connection for app.transaction(conn)
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:////abs/path.db -> /abs/path.db (SQLAlchemy's convention: three slashes, then the path)
+    return url.split("://", 1)[1][1:].split("?", 1)[0]
+
+
+def _sqlite_connect(url: str) -> sqlite3.Connection:
+    return sqlite3.connect(_sqlite_path(url), timeout=10)
+
+
+def _redis_cleanup(url: str) -> None:
+    # delete only this test's keys (everything under its prefix), never FLUSHALL a shared server
+    import redis
+
+    prefix = url.split("prefix=", 1)[1]
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+    finally:
+        client.close()
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "memory": BackendSpec(url=lambda tmp_path, namespace: "memory://"),
+    "sqlite": BackendSpec(
+        url=lambda tmp_path, namespace: f"sqlite:///{tmp_path / (namespace + '.db')}",
+        connect=_sqlite_connect,
+    ),
+    "redis": BackendSpec(url=lambda tmp_path, namespace: f"redis://127.0.0.1:6379/0?prefix={namespace}",
+                         cleanup=lambda url: _redis_cleanup(url)),
+    # "postgres": BackendSpec(url=lambda tmp_path, ns: f"postgresql://postgres@127.0.0.1:5432/test?schema={ns}",
+    #                         cleanup=..., connect=...),
+}
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    names: list[str] = list(config.getoption("--backend") or [])
+    if not names and os.environ.get("ERRANDS_TEST_BACKENDS"):
+        names = [n.strip() for n in os.environ["ERRANDS_TEST_BACKENDS"].split(",") if n.strip()]
+    if not names:
+        names = list(BACKENDS)
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise pytest.UsageError(f"unknown backend(s) {unknown}: known are {sorted(BACKENDS)}")
+    return list(dict.fromkeys(names))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend_name" in metafunc.fixturenames:
+        metafunc.parametrize("backend_name", selected_backends(metafunc.config))
+
+
+@pytest.fixture
+def backend_spec(backend_name: str) -> BackendSpec:
+    return BACKENDS[backend_name]
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, backend_spec: BackendSpec, tmp_path: Path) -> Iterator[str]:
+    """An isolated URL for this test; skips when a ``requires`` marker names a capability the
+    backend does not declare (the reason says which)."""
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    value = backend_spec.url(tmp_path, namespace)
+    declared = backend_class(value).capabilities
+    for marker in request.node.iter_markers("requires"):
+        for capability in marker.args:
+            if Capability(capability) not in declared:
+                pytest.skip(f"{request.node.callspec.params['backend_name']} does not declare "
+                            f"Capability.{Capability(capability).name}")
+    yield value
+    if backend_spec.cleanup is not None:
+        backend_spec.cleanup(value)
+
+
+def make_app(url: str, **options: Any) -> Errands:
+    options.setdefault("lease", LEASE)
+    options.setdefault("poll_interval", 0.05)
+    return Errands(url, **options)
+
+
+@pytest.fixture
+def app(url: str) -> Iterator[Errands]:
+    """An Errands on ``url`` with a short lease and quick polling, closed after the test."""
+    instance = make_app(url)
+    try:
+        yield instance
+    finally:
+        instance.stop(timeout=2)
+        instance.close()
+
+
+@pytest.fixture
+def backend(app: Errands) -> Backend:
+    return app.backend
+
+
+@pytest.fixture
+def raw_connection(url: str, backend_spec: BackendSpec, backend_name: str) -> Iterator[Any]:
+    """A DB-API connection to the backend's own database, for ``app.transaction(conn)``."""
+    if backend_spec.connect is None:
+        pytest.fail(f"{backend_name} declares TRANSACTIONAL_ENQUEUE but its BACKENDS entry has no connect()")
+    connection = backend_spec.connect(url)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+# helpers for tests that drive the Backend interface directly ------------------------------------
+
+
+def new_job(job_id: str | None = None, **fields: Any) -> Any:
+    """A ``NewJob`` with harmless defaults (name "noop", queue "default", no arguments)."""
+    from errands._ids import new_id
+    from errands.backends.base import NewJob
+
+    values: dict[str, Any] = {"name": "noop", "queue": "default", "args": "[]", "kwargs": "{}", "max_attempts": 3}
+    values.update(fields)
+    return NewJob(id=job_id or new_id(), **values)
+
+
+def claim_one(backend: Backend, queues: list[str] | None = None, *, lease: float = LEASE, worker_id: str = "w1") -> Any:
+    """Claim exactly one job (asserting there was one)."""
+    claims = backend.claim(queues, 1, worker_id=worker_id, lease=lease)
+    assert len(claims) == 1, f"expected one claimable job, got {claims!r}"
+    return claims[0]

@@ -1,0 +1,37 @@
+"""Each backend's declared capabilities, pinned: a change is a reviewed decision, not drift."""
+
+from __future__ import annotations
+
+from errands.backends import backend_class
+from errands.backends.base import Capability
+
+from .conftest import BACKENDS
+
+C = Capability
+CAPABILITY_TABLE: dict[str, frozenset[Capability]] = {
+    "memory": frozenset({C.QUERIES, C.PUSH_WAKEUP}),
+    "sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES}),
+    "redis": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP}),
+}
+
+
+def test_capability_table(backend_name: str, url: str) -> None:
+    assert backend_name in CAPABILITY_TABLE, (
+        f"{backend_name} is in BACKENDS but has no row in CAPABILITY_TABLE: add its declared capabilities"
+    )
+    declared = frozenset(backend_class(url).capabilities)
+    assert declared == CAPABILITY_TABLE[backend_name], (
+        f"{backend_name} declares {sorted(c.name for c in declared)}, "
+        f"the table says {sorted(c.name for c in CAPABILITY_TABLE[backend_name])}"
+    )
+
+
+def test_every_backend_has_a_table_row() -> None:
+    missing = sorted(set(BACKENDS) - set(CAPABILITY_TABLE))
+    assert not missing, f"backends without a capability row: {missing}"
+
+
+def test_declared_capabilities_are_capabilities(backend_name: str, url: str) -> None:
+    declared = backend_class(url).capabilities
+    assert isinstance(declared, frozenset)
+    assert all(isinstance(c, Capability) for c in declared)
