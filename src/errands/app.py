@@ -21,12 +21,18 @@ from .backends import open_backend, redact_url
 from .backends.base import Backend, Capability, JobQuery, JobRecord, NewJob
 from .config import Settings, check_job_name
 from .errors import ConfigurationError, SerializationError, UnknownJob
+from .events import EventBus, JobEnqueued
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
 from .retry import BackoffLike, as_backoff
 from .scheduler import PeriodicSpec
 from .serialization import decode_arguments, decode_value, encode_arguments
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from .backends.base import WorkerInfo
+    from .dashboard.security import AuthHook
+    from .metrics import Metrics
     from .worker import Worker
 
 __all__ = ["Errands"]
@@ -59,6 +65,8 @@ class Errands:
             f"errands_connection_{id(self)}", default=None
         )
         self._background: Worker | None = None
+        self.events = EventBus()  # what happens in this process: metrics and logs listen here
+        self._metrics: Metrics | None = None
 
     def __repr__(self) -> str:
         return f"<Errands {redact_url(self.settings.url)}>"
@@ -183,6 +191,9 @@ class Errands:
                 unique_key=options.unique_key, timeout=options.timeout,
             ))
         results = self.backend.enqueue(new_jobs, connection=self._connection.get())
+        if self.events.listening:
+            for result in results:
+                self.events.emit(JobEnqueued(result.id, job.name, options.queue, result.created))
         if self._connection.get() is None:
             self.backend.notify()
         return [JobHandle(r.id, r.created, self) for r in results]
@@ -251,6 +262,31 @@ class Errands:
 
     def stats(self, by_queue: bool = False) -> dict[str, Any]:
         return dict(self.backend.counts(by_queue=by_queue))
+
+    def workers(self) -> list[WorkerInfo]:
+        """Worker processes alive now, oldest first (``NotSupported`` without a worker registry)."""
+        return self.backend.workers()
+
+    def metrics(self) -> Metrics:
+        """This app's Prometheus metrics in a registry of their own (``errands[dashboard]``); made on
+        first call. ``prometheus_client.generate_latest(app.metrics().registry)``"""
+        with self._backend_lock:
+            if self._metrics is None:
+                from .metrics import Metrics
+
+                self._metrics = Metrics(self)
+            return self._metrics
+
+    def dashboard_app(self, token: str | None = None, *, auth: AuthHook | None = None,
+                      allowed_hosts: Sequence[str] = (), **options: Any) -> Starlette:
+        """The dashboard as an ASGI app to mount (``errands[dashboard]``): it denies every request
+        until given a ``token`` or an ``auth(request)`` hook; see ``errands.dashboard.dashboard_app``.
+
+        >>> starlette_app.mount("/errands", app.dashboard_app(token=TOKEN, allowed_hosts=["ops.example.com"]))
+        """
+        from .dashboard import dashboard_app
+
+        return dashboard_app(self, token=token, auth=auth, allowed_hosts=allowed_hosts, **options)
 
     # workers ---------------------------------------------------------------------------------
     def run_worker(
@@ -334,6 +370,9 @@ def _transaction_status(connection: object) -> bool:
     status = getattr(info, "transaction_status", None)
     if status is not None:
         return int(status) == 0  # IDLE
+    server_status = getattr(connection, "server_status", None)  # PyMySQL: the server's status flags
+    if isinstance(server_status, int):
+        return not server_status & 1  # SERVER_STATUS_IN_TRANS
     return True
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from .conftest import Project
 
-COMMANDS = ["demo", "worker", "enqueue", "jobs", "show", "stats", "retry", "cancel", "purge", "migrate"]
+COMMANDS = ["demo", "worker", "enqueue", "jobs", "show", "stats", "retry", "cancel", "purge", "dashboard", "migrate"]
 
 
 def test_python_m_errands_help_lists_every_command(project: Project) -> None:

@@ -38,6 +38,8 @@ def backend_class(url: str) -> type[Backend]:
     try:
         module = importlib.import_module(f"{__name__}.{module_name}")
     except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{module_name}":
+            raise ConfigurationError(f"the {scheme}:// backend is not part of this release yet") from None
         if extra is None or (exc.name or "").startswith("errands"):
             raise
         raise ConfigurationError(

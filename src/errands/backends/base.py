@@ -18,18 +18,26 @@ Rules every implementation keeps (and ``tests/conformance`` checks):
 * **Idempotent enqueue.** Ids come from the client; enqueuing an id that exists
   creates nothing. A ``unique_key`` held by an unfinished job returns that job.
 * **Thread-safe.** Worker threads call one backend object at once.
+
+Observability (the dashboard, ``errands stats`` and metrics; optional: the defaults raise
+``NotSupported``, so a backend opts out explicitly): a **worker registry**
+(``register_worker`` / ``remove_worker`` / ``workers``, liveness by the backend's clock) and
+**throughput** (jobs finished per time bucket, read from ``finished_at``).
 """
 
 from __future__ import annotations
 
 import abc
+import builtins
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._states import JobState
+from ..errors import ConfigurationError, NotSupported
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -47,6 +55,8 @@ __all__ = [
     "Maintenance",
     "NewJob",
     "Outcome",
+    "Throughput",
+    "WorkerInfo",
 ]
 
 
@@ -183,6 +193,59 @@ def empty_counts() -> dict[str, int]:
     return {state.value: 0 for state in JobState}
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker process, as the registry keeps it. ``queues`` empty: every queue.
+    ``running``: ids of the jobs it holds (claimed, not yet settled). Times are epoch seconds;
+    ``last_seen`` is stamped by the backend (its clock) at each ``register_worker``, so the value
+    passed in is ignored."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: float
+    last_seen: float = 0.0
+    running: tuple[str, ...] = ()
+    processed: int = 0
+
+
+Throughput = list[tuple[float, int, int]]  # [(bucket_start, succeeded, failed), ...] oldest first
+MAX_BUCKETS = 10_000
+
+
+def throughput_buckets(since: float, bucket: float, now: float,
+                       rows: Iterable[tuple[Any, str, int]]) -> Throughput:
+    """Fold ``(bucket index, state, count)`` rows (index = ``floor((finished_at - since) /
+    bucket)``) into the dense list ``Backend.throughput`` returns: one entry per bucket from
+    ``since`` up to the one holding ``now``, empty buckets included, other states ignored."""
+    check_buckets(since, bucket, now)
+    size = max(1, math.ceil((now - since) / bucket)) if now > since else 1
+    succeeded, failed = [0] * size, [0] * size
+    for index, state, count in rows:
+        try:
+            i = int(index)
+        except (TypeError, ValueError, OverflowError):
+            continue  # a finished_at written by hand as junk
+        if 0 <= i < size:
+            if state == JobState.SUCCEEDED.value:
+                succeeded[i] += int(count)
+            elif state == JobState.FAILED.value:
+                failed[i] += int(count)
+    return [(since + i * bucket, succeeded[i], failed[i]) for i in range(size)]
+
+
+def check_buckets(since: float, bucket: float, now: float) -> None:
+    if not (isinstance(bucket, (int, float)) and bucket > 0 and math.isfinite(bucket)):
+        raise ConfigurationError(f"throughput bucket must be seconds > 0, got {bucket!r}")
+    if not (isinstance(since, (int, float)) and math.isfinite(since)):
+        raise ConfigurationError(f"throughput since must be epoch seconds, got {since!r}")
+    if (now - since) / bucket > MAX_BUCKETS:
+        raise ConfigurationError(f"throughput asks for more than {MAX_BUCKETS} buckets: "
+                                 f"since={since!r}, bucket={bucket!r}")
+
+
 class Backend(abc.ABC):
     """Base class of every backend. Subclasses set ``capabilities`` and implement the abstract
     methods; ``now``/``wait``/``notify`` have usable defaults."""
@@ -267,3 +330,26 @@ class Backend(abc.ABC):
     def purge(self, state: JobState, older_than: float) -> int:
         """Delete jobs in a terminal ``state`` that finished before ``older_than``; returns the count."""
 
+
+    # observability (optional: the defaults raise NotSupported) ----------------------------------
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """Upsert ``info`` under ``info.id``, stamping ``last_seen`` with the backend's clock; the
+        entry lives ``ttl`` seconds unless registered again. A worker calls this at start and at
+        every heartbeat (ttl = its lease), so a worker that dies disappears after its lease."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker at once (graceful stop). Unknown ids are ignored."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """Workers whose registration has not expired by the backend's clock, oldest
+        ``started_at`` first. Expired entries are never returned (and may be deleted here)."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
+
+    def throughput(self, since: float, bucket: float) -> Throughput:
+        """Jobs that finished ``succeeded`` or ``failed`` since ``since`` (epoch seconds), counted
+        per ``bucket`` seconds by ``finished_at``: ``[(bucket_start, succeeded, failed), ...]``,
+        oldest first, one entry per bucket up to the backend's now, empty ones included
+        (``throughput_buckets`` builds that list from grouped rows). Purged jobs are not counted."""
+        raise NotSupported(f"{type(self).__name__} can't count finished jobs by time")

@@ -29,6 +29,7 @@ that can't break the hash tag ``{<q>}``, which puts one queue's keys in one Redi
     <prefix>:{<q>}:ids:<state>         zset  all scores 0: ids in lexical order, for list()
     <prefix>:{<q>}:unique              hash  unique_key -> the unfinished job holding it
     <prefix>:{<q>}:wake                list  wake-up tokens for idle workers (BLPOP; at most 64)
+    <prefix>:workers, <prefix>:worker:<id>     the worker registry (see _redis_registry.py)
 
 Unique keys and ids are unique per queue; ``get``/``cancel``/``retry`` look in every known queue.
 A job exists once the reply arrived, and survives a server crash as far as its AOF settings go:
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import secrets
 import threading
@@ -58,6 +58,14 @@ from redis.retry import Retry
 
 from .._states import JobState
 from ..errors import BackendUnavailable, ConfigurationError
+from ._redis_codec import escape_queue
+from ._redis_codec import head_score as _head_score
+from ._redis_codec import integer as _int
+from ._redis_codec import job_record as _record
+from ._redis_codec import json_text as _json_text
+from ._redis_codec import number as _float
+from ._redis_codec import text as _s
+from ._redis_registry import RedisRegistry
 from .base import (
     Backend,
     CancelResult,
@@ -93,18 +101,8 @@ PROMOTE_LIMIT = PURGE_BATCH = 1000  # jobs one script call moves at most: no cal
 _REFUSALS = ("READONLY", "MASTERDOWN", "MISCONF", "LOADING", "NOAUTH", "NOPERM", "BUSY", "CLUSTERDOWN")
 _REFUSED = (rx.ReadOnlyError, rx.NoPermissionError, rx.ClusterDownError)
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _percent(match: re.Match[str]) -> str:
-    return "".join(f"%{b:02X}" for b in match.group().encode("utf-8", "surrogateescape"))
-
-
-def escape_queue(queue: str) -> str:
-    """The queue name as it appears in keys: data, never a hash tag or separator of its own."""
-    return _UNSAFE_RE.sub(_percent, queue) if queue else "%"
 
 
 def parse_duration(name: str, value: str) -> float:
@@ -127,37 +125,6 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=rest)), {key: value for key, value in pairs if key in OPTIONS}
 
 
-def _s(value: Any) -> str:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return "" if text is None else str(text)
-
-
-def _opt(value: Any) -> str | None:
-    return None if value in (None, b"") else _s(value)
-
-
-def _json_text(value: Any) -> str:
-    """JSON text; bytes that aren't UTF-8 stay bytes for the codec to refuse, never 'repaired'."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value  # type: ignore[return-value]
-    return "" if value is None else str(value)
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, b"") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any, default: int) -> int:
-    number = _float(value)
-    return int(number) if number is not None and math.isfinite(number) else default
-
-
 def _arg(text: str | None) -> str:
     """An optional string as a script argument: "" for None, "=" + text otherwise."""
     return "" if text is None else "=" + text
@@ -177,27 +144,7 @@ def _by_queue(items: Sequence[tuple[str, Sequence[Any]]]) -> tuple[list[str], li
     return list(index), args
 
 
-def _record(fields: Mapping[bytes, bytes], job_id: str, queue: str) -> JobRecord:
-    g = fields.get
-    return JobRecord(
-        id=_s(g(b"id")) or job_id, name=_s(g(b"name")), queue=queue, args=_json_text(g(b"args")),
-        kwargs=_json_text(g(b"kwargs")), state=_s(g(b"state")), attempts=_int(g(b"attempts"), 0),
-        max_attempts=_int(g(b"max_attempts"), 1), priority=_int(g(b"priority"), 0),
-        run_at=_float(g(b"run_at")), created_at=_float(g(b"created_at")), started_at=_float(g(b"started_at")),
-        finished_at=_float(g(b"finished_at")), result=_opt(g(b"result")), error=_opt(g(b"error")),
-        unique_key=_opt(g(b"unique_key")), timeout=_float(g(b"timeout")), worker_id=_opt(g(b"worker_id")),
-        cancel_requested=g(b"cancel") == b"1",
-    )
-
-
-def _head_score(head: Any) -> float | None:
-    """The score of a ZRANGE 0 0 WITHSCORES reply, paired by redis-py ([[m, s]]) or not ([m, s])."""
-    if not isinstance(head, list) or not head:
-        return None
-    return float(head[0][1] if isinstance(head[0], (list, tuple)) else head[1])
-
-
-class RedisBackend(Backend):
+class RedisBackend(RedisRegistry, Backend):
     """Jobs in Redis: one Lua script per state change, sorted sets per queue and state,
     blocking wake-ups for idle workers. See the module docstring for the key layout."""
 

@@ -15,6 +15,7 @@ survives a crash of any process) or ``?synchronous=full`` (survives power loss t
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import secrets
@@ -25,19 +26,14 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import BackendUnavailable, ConfigurationError, ErrandsError
 from ..jobs import JobState
 from ._sql import (
-    ACTIVE_SQL,
-    INSERT_COLUMNS,
-    JOB_COLUMNS,
-    META_TABLE,
     TABLE,
-    Migration,
     apply_fenced,
     build_list_query,
     cancel_jobs,
@@ -53,6 +49,28 @@ from ._sql import (
     settle_row,
     translate_errors,
 )
+from ._sql_registry import worker_from_row, worker_params
+
+# the schema and statements, under the names this module used before they moved out
+from ._sqlite_sql import CLAIM_COLUMNS as _CLAIM_COLUMNS
+from ._sqlite_sql import CLAIM_SET as _CLAIM_SET
+from ._sqlite_sql import COUNTS as _COUNTS
+from ._sqlite_sql import COUNTS_BY_QUEUE as _COUNTS_BY_QUEUE
+from ._sqlite_sql import GET as _GET
+from ._sqlite_sql import INSERT as _INSERT
+from ._sqlite_sql import META_DDL as _META_DDL
+from ._sqlite_sql import MIGRATIONS as _MIGRATIONS
+from ._sqlite_sql import PROMOTE as _PROMOTE
+from ._sqlite_sql import REAP_CANCELLED as _REAP_CANCELLED
+from ._sqlite_sql import REAP_FAILED as _REAP_FAILED
+from ._sqlite_sql import REAP_REQUEUE as _REAP_REQUEUE
+from ._sqlite_sql import RELEASE as _RELEASE
+from ._sqlite_sql import RETRY as _RETRY
+from ._sqlite_sql import SETTLE as _SETTLE
+from ._sqlite_sql import THROUGHPUT, WORKER_DELETE, WORKER_PRUNE, WORKER_UPSERT, WORKERS
+from ._sqlite_sql import claim_sql as _claim_sql
+from ._sqlite_sql import pick_sql as _pick_sql
+from ._sqlite_sql import probe_sql as _probe_sql
 from .base import (
     Backend,
     CancelResult,
@@ -66,6 +84,10 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    Throughput,
+    WorkerInfo,
+    check_buckets,
+    throughput_buckets,
 )
 
 if TYPE_CHECKING:
@@ -83,109 +105,6 @@ _POLL = 0.002  # how often an idle wait() looks at PRAGMA data_version
 _PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memory.py
 _PURGE_CHUNK = 2_000  # rows deleted per write transaction, so workers get the lock in between
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
-
-# schema -------------------------------------------------------------------------------------------
-# Partial-index predicates, spelled once: SQLite uses a partial index only for a query that
-# repeats its WHERE term.
-_AVAILABLE, _SCHEDULED, _RUNNING = "state = 'available'", "state = 'scheduled'", "state = 'running'"
-_META_DDL = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
-_MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, (
-        # Times are REAL epoch seconds; args/kwargs/result/error are JSON or text. No CHECK on
-        # state: a row written by hand with an odd state is left alone, never claimed.
-        f"""CREATE TABLE {TABLE} (
-            id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
-            args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
-            priority INTEGER NOT NULL DEFAULT 0, run_at REAL NOT NULL, created_at REAL NOT NULL,
-            started_at REAL, finished_at REAL, result TEXT, error TEXT, unique_key TEXT,
-            timeout REAL, worker_id TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
-            token TEXT, lease_until REAL)""",
-        # claim from named queues / from every queue, in claim order
-        f"CREATE INDEX errands_jobs_claim ON {TABLE} (queue, priority DESC, run_at, id) WHERE {_AVAILABLE}",
-        f"CREATE INDEX errands_jobs_claim_any ON {TABLE} (priority DESC, run_at, id) WHERE {_AVAILABLE}",
-        f"CREATE INDEX errands_jobs_due ON {TABLE} (run_at) WHERE {_SCHEDULED}",
-        f"CREATE INDEX errands_jobs_lease ON {TABLE} (lease_until) WHERE {_RUNNING}",
-        (f"CREATE UNIQUE INDEX errands_jobs_unique ON {TABLE} (unique_key) "
-         f"WHERE unique_key IS NOT NULL AND state IN {ACTIVE_SQL}"),
-        # list_jobs by state, newest first, and counts() as a covering scan. Each state change
-        # rewrites it; a (queue, state, id) one would add ~30% to the pages a job writes: not worth it.
-        f"CREATE INDEX errands_jobs_state ON {TABLE} (state, id)",
-    ), "jobs table and indexes"),
-)
-
-# statements ---------------------------------------------------------------------------------------
-_INSERT = (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))}) ON CONFLICT DO NOTHING")
-# INDEXED BY pins the partial indexes: without statistics SQLite's planner prefers the (state, id)
-# index and sorts every row in the state, which is slow with a backlog; with it, a statement fails
-# loudly rather than silently slowing down if an index goes missing.
-_PROMOTE = (f"UPDATE {TABLE} SET state = 'available' WHERE rowid IN (SELECT rowid FROM {TABLE} "
-            f"INDEXED BY errands_jobs_due WHERE {_SCHEDULED} AND run_at <= ? ORDER BY run_at LIMIT ?)")
-# The row claims_from_rows() reads; CASTs keep junk written by hand from reaching the worker as
-# the wrong type (the worker fails such a job; the claim must not fail).
-_CLAIM_COLUMNS = ("id, name, queue, args, kwargs, attempts, CAST(max_attempts AS INTEGER), token, "
-                  "CASE WHEN typeof(timeout) IN ('integer', 'real') THEN timeout END, "
-                  "CAST(priority AS INTEGER), IFNULL(CAST(run_at AS REAL), 0.0)")
-_CLAIM_SET = ("state = 'running', attempts = CAST(attempts AS INTEGER) + 1, lease_until = ?1, "
-              "started_at = ?2, worker_id = ?3, cancel_requested = 0")
-_SETTLE = (f"UPDATE {TABLE} SET state = ?1, run_at = COALESCE(?2, run_at), "
-           "result = CASE WHEN ?3 THEN ?4 ELSE result END, error = COALESCE(?5, error), "
-           "finished_at = COALESCE(?6, finished_at), token = NULL, lease_until = NULL "
-           "WHERE id = ?7 AND token = ?8 AND state = 'running'")
-_RELEASE = (f"UPDATE {TABLE} SET state = 'available', attempts = max(attempts - 1, 0), run_at = ?, "
-            "token = NULL, lease_until = NULL WHERE id = ? AND token = ? AND state = 'running'")
-_LOST = "'worker lost while running (attempt ' || attempts || '/' || max_attempts || ')'"
-_EXPIRED = f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_lease WHERE {_RUNNING} AND lease_until <= ?1"
-_REAP_FAILED = (f"UPDATE {TABLE} SET state = 'failed', error = {_LOST}, finished_at = ?1, token = NULL, "
-                f"lease_until = NULL WHERE rowid IN ({_EXPIRED} AND attempts >= max_attempts "
-                "ORDER BY lease_until LIMIT ?2)")
-_REAP_REQUEUE = (f"UPDATE {TABLE} SET state = 'available', error = {_LOST}, run_at = ?1, token = NULL, "
-                 f"lease_until = NULL WHERE rowid IN ({_EXPIRED} ORDER BY lease_until LIMIT ?2)")
-_GET = f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE} WHERE id = ?"
-# OR IGNORE: a retry that would take a unique key another unfinished job holds is skipped.
-_RETRY = (f"UPDATE OR IGNORE {TABLE} SET state = 'available', run_at = ?, finished_at = NULL, "
-          "cancel_requested = 0, max_attempts = max(max_attempts, attempts + 1) "
-          "WHERE id = ? AND state IN ('failed', 'cancelled')")
-_COUNTS = f"SELECT NULL, state, count(*) FROM {TABLE} GROUP BY state"
-_COUNTS_BY_QUEUE = f"SELECT queue, state, count(*) FROM {TABLE} GROUP BY queue, state"
-
-
-@lru_cache(maxsize=64)
-def _pick_sql(queue_count: int | None) -> str:
-    """The rowids to claim, best first, for ``?4`` jobs of queues ``?5..``. Several queues are a
-    UNION of per-queue index scans, because ``queue IN (...)`` plus ORDER BY would sort every
-    available row of those queues."""
-    order = "ORDER BY priority DESC, run_at, id LIMIT ?4"
-    if queue_count is None:
-        return f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {_AVAILABLE} {order}"
-    by_queue = f"FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {_AVAILABLE} AND queue ="
-    if queue_count == 1:
-        return f"SELECT rowid {by_queue} ?5 {order}"
-    arms = " UNION ALL ".join(
-        f"SELECT * FROM (SELECT rowid AS rid, priority, run_at, id {by_queue} ?{5 + i} {order})"
-        for i in range(queue_count)
-    )
-    return f"SELECT rid FROM ({arms}) {order}"
-
-
-@lru_cache(maxsize=64)
-def _claim_sql(queue_count: int | None) -> str:
-    return (f"UPDATE {TABLE} SET {_CLAIM_SET}, token = lower(hex(randomblob(16))) "
-            f"WHERE rowid IN ({_pick_sql(queue_count)}) RETURNING {_CLAIM_COLUMNS}")
-
-
-@lru_cache(maxsize=64)
-def _probe_sql(queue_count: int | None) -> str:
-    """Is anything claimable now, and when is the next scheduled job due? Read-only index probes."""
-    if queue_count is None:
-        available = f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {_AVAILABLE}"
-    else:
-        available = (f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {_AVAILABLE} "
-                     f"AND queue IN ({', '.join('?' * queue_count)})")
-    return (f"SELECT EXISTS ({available}), "
-            f"(SELECT min(run_at) FROM {TABLE} INDEXED BY errands_jobs_due WHERE {_SCHEDULED})")
-
 
 # URL ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -489,6 +408,7 @@ class SqliteBackend(Backend):
 
         def maintain(cur: sqlite3.Cursor) -> Maintenance:
             promoted = cur.execute(_PROMOTE, (now, limit)).rowcount
+            cur.execute(_REAP_CANCELLED, (now, limit))
             failed = cur.execute(_REAP_FAILED, (now, limit)).rowcount
             requeued = cur.execute(_REAP_REQUEUE, (now, limit - failed)).rowcount if failed < limit else 0
             return Maintenance(promoted, requeued, failed)
@@ -567,6 +487,31 @@ class SqliteBackend(Backend):
         sql, params = build_list_query(query)
         rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
         return [record_from_row(row) for row in rows]
+
+
+    # observability ------------------------------------------------------------------------------
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        now = self.now()
+        params = worker_params(info, now, ttl)
+
+        def upsert(cur: sqlite3.Cursor) -> None:
+            cur.execute(WORKER_PRUNE, (now,))
+            cur.execute(WORKER_UPSERT, params)
+
+        self._write(upsert)
+
+    def remove_worker(self, worker_id: str) -> None:
+        self._write(lambda cur: cur.execute(WORKER_DELETE, (worker_id,)))
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        now = self.now()
+        return [worker_from_row(row) for row in self._read(lambda cur: cur.execute(WORKERS, (now,)).fetchall())]
+
+    def throughput(self, since: float, bucket: float) -> Throughput:
+        now = self.now()
+        check_buckets(since, bucket, now)
+        rows = self._read(lambda cur: cur.execute(THROUGHPUT, (since, bucket)).fetchall())
+        return throughput_buckets(since, bucket, now, rows)
 
 
 def _claim_without_returning(cur: sqlite3.Cursor, pick: str, params: tuple[Any, ...]) -> list[Any]:

@@ -203,6 +203,7 @@ class Duration(_FloatType):
 
 
 # The command modules import the helpers above, so they come last (Flask's blueprint pattern).
+from .dashboard import dashboard
 from .demo import demo
 from .enqueue import enqueue
 from .jobs import cancel, jobs, purge, retry, show
@@ -210,5 +211,5 @@ from .migrate import migrate
 from .stats import stats
 from .worker import worker
 
-for _command in (demo, worker, enqueue, jobs, show, stats, retry, cancel, purge, migrate):
+for _command in (demo, worker, enqueue, jobs, show, stats, retry, cancel, purge, dashboard, migrate):
     main.add_command(_command)

@@ -30,12 +30,13 @@ from rich.text import Text
 from .._states import JobState
 
 if TYPE_CHECKING:
+    from ..backends.base import WorkerInfo
     from ..jobs import JobInfo
 
 __all__ = [
     "STATES", "demo_progress", "demo_summary", "error", "job_detail", "job_id", "job_json", "jobs_table",
     "json_out", "note", "schema_state", "setup_logging", "show", "stats_table", "success", "watch",
-    "worker_banner",
+    "worker_banner", "workers_table",
 ]
 
 out = Console()
@@ -215,6 +216,27 @@ def stats_table(by_queue: Mapping[str, Mapping[str, int]], *, caption: str | Non
     table.add_section()
     table.add_row(Text("all", style="bold"), *(f"{totals[s]:,}" for s in STATES), f"{sum(totals.values()):,}")
     return table
+
+
+def workers_table(workers: Sequence[WorkerInfo] | None) -> None:
+    """Live workers under the stats table: one line each, or why there are none."""
+    if workers is None:
+        note("workers: this backend keeps no worker registry")
+        return
+    if not workers:
+        note("workers: none alive")
+        return
+    now = datetime.now(timezone.utc)
+    table = Table(title=f"{len(workers)} worker(s) alive", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    for header in ("WORKER", "QUEUES", "CONCURRENCY", "RUNNING", "PROCESSED", "LAST SEEN"):
+        table.add_column(header, no_wrap=True, justify="right" if header in ("CONCURRENCY", "RUNNING", "PROCESSED")
+                         else "left")
+    for w in workers:
+        seen = datetime.fromtimestamp(w.last_seen, timezone.utc) if w.last_seen else None
+        table.add_row(Text(w.id), Text(", ".join(w.queues) or "*"), str(w.concurrency), str(len(w.running)),
+                      f"{w.processed:,}", _ago(seen, now))
+    out.print(table)
 
 
 def show(renderable: RenderableType) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..app import Errands
 from ..errors import NotSupported
 from . import _output, app_command
+
+if TYPE_CHECKING:
+    from ..backends.base import WorkerInfo
 
 __all__ = ["stats"]
 
@@ -24,12 +28,14 @@ def stats(app: Errands, watch: bool, interval: float, as_json: bool) -> None:
     if watch and as_json:
         raise click.UsageError("--watch and --json don't mix; poll `errands stats --json` instead")
     if as_json:
-        by_queue = _by_queue(app)
-        _output.json_out({"total": _totals(by_queue), "queues": by_queue})
+        by_queue, alive = _by_queue(app), _workers(app)
+        _output.json_out({"total": _totals(by_queue), "queues": by_queue,
+                          "workers": None if alive is None else [asdict(w) for w in alive]})
     elif watch:
         _output.watch(_Watcher(app), interval)
     else:
         _output.show(_output.stats_table(_by_queue(app)))
+        _output.workers_table(_workers(app))
 
 
 def _by_queue(app: Errands) -> dict[str, dict[str, int]]:
@@ -37,6 +43,14 @@ def _by_queue(app: Errands) -> dict[str, dict[str, int]]:
         return app.stats(by_queue=True)
     except NotSupported:  # a backend that only counts totals shows them as one row
         return {"(all queues)": app.stats()}
+
+
+def _workers(app: Errands) -> list[WorkerInfo] | None:
+    """Live workers, or None when the backend keeps no registry."""
+    try:
+        return app.workers()
+    except NotSupported:
+        return None
 
 
 def _totals(by_queue: dict[str, dict[str, int]]) -> dict[str, int]:
@@ -65,5 +79,7 @@ class _Watcher:
             per_second = max(0.0, (finished - self.previous[1]) / (now - self.previous[0]))
             rate = f" · finishing {per_second:,.0f} jobs/s"
         self.previous = (now, finished)
-        caption = f"{time.strftime('%H:%M:%S')}{rate} · Ctrl-C to stop"
+        alive = _workers(self.app)
+        workers = "" if alive is None else f" · {len(alive)} worker(s) alive"
+        caption = f"{time.strftime('%H:%M:%S')}{rate}{workers} · Ctrl-C to stop"
         return _output.stats_table(by_queue, caption=caption)

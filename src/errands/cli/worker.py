@@ -36,9 +36,13 @@ _LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=Fal
 @click.option("--grace", type=click.FloatRange(0, 86400), default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long running jobs get to finish before they are put back.")
 @click.option("--log-level", type=_LEVELS, default="info", show_default=True)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (with -p N: PORT to PORT+N-1).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address the metrics server binds.")
 @click.option("--supervised", is_flag=True, hidden=True)  # set by the supervisor on its children
 def worker(app: Errands, queues: tuple[str, ...], concurrency: int, processes: int, burst: bool, grace: float,
-           log_level: str, supervised: bool) -> None:
+           log_level: str, metrics_port: int | None, metrics_host: str, supervised: bool) -> None:
     """Run jobs until SIGTERM/SIGINT.
 
     Shutdown is graceful: claiming stops, running jobs get --grace seconds to finish, unfinished
@@ -47,6 +51,8 @@ def worker(app: Errands, queues: tuple[str, ...], concurrency: int, processes: i
     names = _queue_names(queues)
     _output.setup_logging(log_level)
     if processes == 1:
+        if metrics_port is not None:
+            _serve_metrics(app, metrics_host, metrics_port + (_worker_number() - 1 if supervised else 0))
         if not supervised:
             _output.worker_banner(app, names, concurrency, 1, burst)
         else:
@@ -58,8 +64,31 @@ def worker(app: Errands, queues: tuple[str, ...], concurrency: int, processes: i
                                "worker processes can't share it: use -p 1 (and -c for more concurrency)")
     _output.worker_banner(app, names, concurrency, processes, burst)
     child = _child_command(current_app_spec() or "", names, concurrency, burst, grace, log_level)
+    if metrics_port is not None:
+        if metrics_port + processes - 1 > 65535:
+            raise click.BadParameter(f"ports {metrics_port} to {metrics_port + processes - 1} don't all exist",
+                                     param_hint="'--metrics-port'")
+        child += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
     code = Supervisor(child, processes, burst=burst, grace=grace, env=_child_env()).run()
     raise SystemExit(code)
+
+
+def _worker_number() -> int:
+    value = os.environ.get("ERRANDS_WORKER_NUMBER", "1")
+    return int(value) if value.isdigit() and int(value) >= 1 else 1
+
+
+def _serve_metrics(app: Errands, host: str, port: int) -> None:
+    """Prometheus' own HTTP server on a daemon thread, serving this app's registry only."""
+    try:
+        from prometheus_client import start_http_server
+    except ModuleNotFoundError:
+        raise ConfigurationError("--metrics-port needs prometheus-client: pip install 'errands[dashboard]'") from None
+    try:
+        start_http_server(port, addr=host, registry=app.metrics().registry)
+    except OSError as exc:
+        raise ConfigurationError(f"can't serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    logger.info("serving metrics at http://%s:%d/metrics", host if ":" not in host else f"[{host}]", port)
 
 
 def _queue_names(queues: Sequence[str]) -> list[str]:

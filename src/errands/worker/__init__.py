@@ -24,6 +24,7 @@ from ..errors import ConfigurationError
 from ..scheduler import Scheduler
 from ._looper import Looper
 from .executor import Executor
+from .reporting import Reporter
 from .settler import Settler
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Worker:
         self._stopped = threading.Event()
         self._force = False
         self._thread: threading.Thread | None = None
+        self.reporter = Reporter(self.id, app.events)
 
     # lifecycle -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -90,6 +92,7 @@ class Worker:
             Looper("heartbeat", self._heartbeat, self.settings.heartbeat_interval),
             Looper("maintenance", self._maintain, max(0.05, min(1.0, lease / 4))),
         ]
+        self._announce()
         for loop in loops:
             loop.start()
         logger.info("worker %s started: queues=%s concurrency=%d", self.id, self.queues or "*", self.concurrency)
@@ -163,6 +166,7 @@ class Worker:
             self._busy += len(claims)
             for claim in claims:
                 self._owned[claim.id] = claim
+        self.reporter.started(claims)
         for claim in claims:
             self.executor.submit(claim)
 
@@ -181,7 +185,7 @@ class Worker:
     def _job_done(self, claim: Claim, outcome: Outcome | None) -> None:
         if outcome is not None:
             self.settler.add(outcome)
-            _log_outcome(claim, outcome)
+        self.reporter.finished(claim, outcome)
         with self._cond:
             if outcome is None:
                 self._owned.pop(claim.id, None)
@@ -197,8 +201,18 @@ class Worker:
     def _heartbeat(self) -> None:
         with self._cond:
             claims = list(self._owned.values())
-        if not claims:
-            return
+        if claims:
+            self._extend(claims)
+        self._announce()  # after the leases: the registry is best effort, the leases are not
+
+    def _announce(self) -> None:
+        with self._cond:
+            running = list(self._owned)
+        self.reporter.announce(self.app.backend, queues=self.queues, concurrency=self.concurrency,
+                               started_at=self.started_at or time.time(), running=running,
+                               processed=self.processed, ttl=self.settings.lease)
+
+    def _extend(self, claims: list[Claim]) -> None:
         extended = self.app.backend.extend(claims, self.settings.lease)
         for job_id in extended.lost:
             logger.warning("lease of job %s was lost (reclaimed by another worker); abandoning it", job_id)
@@ -210,6 +224,7 @@ class Worker:
 
     def _maintain(self) -> float | None:
         result = self.app.backend.maintain()
+        self.reporter.reclaimed(result)
         if result.requeued or result.failed:
             logger.warning("reclaimed %d expired lease(s) (%d failed after their last attempt)",
                            result.requeued + result.failed, result.failed)
@@ -234,6 +249,7 @@ class Worker:
         for loop in loops:
             loop.stop()
         self.executor.close()
+        self.reporter.retire(self.app.backend)
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -258,20 +274,3 @@ class Worker:
         logger.warning("received %s: finishing running jobs (up to %gs), then exiting",
                        signal.Signals(signum).name, self.grace)
         self.request_stop()
-
-
-def _log_outcome(claim: Claim, outcome: Outcome) -> None:
-    state = outcome.state.value
-    if state == "succeeded":
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("job %s %s succeeded (attempt %d)", claim.name, claim.id, claim.attempts)
-    elif state == "scheduled":
-        logger.warning("job %s %s failed (attempt %d/%d), retrying in %.1fs: %s", claim.name, claim.id,
-                       claim.attempts, claim.max_attempts, outcome.retry_in, _first_line(outcome.error))
-    else:
-        logger.error("job %s %s %s (attempt %d/%d): %s", claim.name, claim.id, state, claim.attempts,
-                     claim.max_attempts, _first_line(outcome.error))
-
-
-def _first_line(text: str | None) -> str:
-    return (text or "").split("\n", 1)[0]

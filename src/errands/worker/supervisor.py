@@ -12,6 +12,7 @@ supervisor holds: when the supervisor dies, even by SIGKILL, the child reads EOF
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -109,9 +110,10 @@ class Supervisor:
 
     def _start(self, child: _Child, now: float) -> None:
         child.restart_at = None
+        # each child knows its number (1..N): `--metrics-port P` serves child k on P + k - 1
+        env = {**(self.env if self.env is not None else os.environ), "ERRANDS_WORKER_NUMBER": str(child.number)}
         try:
-            child.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, env=self.env,
-                                             **_new_process_group())
+            child.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, env=env, **_new_process_group())
         except OSError as exc:  # out of processes or file descriptors: retry, backing off
             child.failures += 1
             self._schedule_restart(child, now, f"could not start ({exc})")

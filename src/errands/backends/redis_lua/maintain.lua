@@ -43,7 +43,7 @@ for _, qi in ipairs(good) do
   local expired = redis.call('ZRANGEBYSCORE', base .. 'running', '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
     local key = base .. 'job:' .. id
-    local f = read(key, 'attempts', 'max_attempts', 'priority')
+    local f = read(key, 'attempts', 'max_attempts', 'priority', 'cancel')
     if not f then
       unindex(base, id, 'running')
       skipped = skipped + 1
@@ -52,7 +52,10 @@ for _, qi in ipairs(good) do
     else
       local attempts, most = tonumber(f[2]) or 0, tonumber(f[3]) or 0
       local err = 'worker lost while running (attempt ' .. attempts .. '/' .. most .. ')'
-      if attempts >= most then
+      if f[5] == '1' then
+        -- a cancel request outlives the worker that was asked to stop: the job ends cancelled
+        finish(base, key, id, 'running', 'cancelled', err)
+      elseif attempts >= most then
         finish(base, key, id, 'running', 'failed', err)
         failed = failed + 1
       else

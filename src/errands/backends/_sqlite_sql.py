@@ -1,0 +1,148 @@
+"""SQLite's schema and statements, as named constants (the dialect half of ``sqlite.py``).
+
+Partial indexes hold only the rows each hot query reads; every statement that must use one
+repeats its predicate word for word and pins it with ``INDEXED BY`` (see ``PROMOTE``). Migrations
+are append-only: a released step is never edited, a later one changes what it made.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ._sql import ACTIVE_SQL, INSERT_COLUMNS, JOB_COLUMNS, META_TABLE, TABLE, Migration
+from ._sql_registry import WORKER_COLUMNS, WORKER_TABLE
+
+__all__ = [
+    "CLAIM_COLUMNS", "CLAIM_SET", "COUNTS", "COUNTS_BY_QUEUE", "GET", "INSERT", "META_DDL", "MIGRATIONS",
+    "PROMOTE", "REAP_CANCELLED", "REAP_FAILED", "REAP_REQUEUE", "RELEASE", "RETRY", "SETTLE", "THROUGHPUT", "WORKERS",
+    "WORKER_DELETE", "WORKER_PRUNE", "WORKER_UPSERT", "claim_sql", "pick_sql", "probe_sql",
+]
+
+# schema -------------------------------------------------------------------------------------------
+# Partial-index predicates, spelled once: SQLite uses a partial index only for a query that
+# repeats its WHERE term.
+AVAILABLE, SCHEDULED, RUNNING = "state = 'available'", "state = 'scheduled'", "state = 'running'"
+FINISHED = "state IN ('succeeded', 'failed')"
+META_DDL = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, (
+        # Times are REAL epoch seconds; args/kwargs/result/error are JSON or text. No CHECK on
+        # state: a row written by hand with an odd state is left alone, never claimed.
+        f"""CREATE TABLE {TABLE} (
+            id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
+            args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0, run_at REAL NOT NULL, created_at REAL NOT NULL,
+            started_at REAL, finished_at REAL, result TEXT, error TEXT, unique_key TEXT,
+            timeout REAL, worker_id TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
+            token TEXT, lease_until REAL)""",
+        # claim from named queues / from every queue, in claim order
+        f"CREATE INDEX errands_jobs_claim ON {TABLE} (queue, priority DESC, run_at, id) WHERE {AVAILABLE}",
+        f"CREATE INDEX errands_jobs_claim_any ON {TABLE} (priority DESC, run_at, id) WHERE {AVAILABLE}",
+        f"CREATE INDEX errands_jobs_due ON {TABLE} (run_at) WHERE {SCHEDULED}",
+        f"CREATE INDEX errands_jobs_lease ON {TABLE} (lease_until) WHERE {RUNNING}",
+        (f"CREATE UNIQUE INDEX errands_jobs_unique ON {TABLE} (unique_key) "
+         f"WHERE unique_key IS NOT NULL AND state IN {ACTIVE_SQL}"),
+        # list_jobs by state, newest first, and counts() as a covering scan. Each state change
+        # rewrites it; a (queue, state, id) one would add ~30% to the pages a job writes: not worth it.
+        f"CREATE INDEX errands_jobs_state ON {TABLE} (state, id)",
+    ), "jobs table and indexes"),
+    Migration(2, (
+        # one row per live worker process, upserted at each heartbeat; lists are JSON text
+        f"""CREATE TABLE {WORKER_TABLE} (
+            id TEXT PRIMARY KEY NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, queues TEXT NOT NULL,
+            concurrency INTEGER NOT NULL, started_at REAL NOT NULL, last_seen REAL NOT NULL,
+            running TEXT NOT NULL, processed INTEGER NOT NULL, expires_at REAL NOT NULL)""",
+        # throughput by finish time. Partial: a row enters it once, when it finishes, and the
+        # key (now) appends at the right edge, so a settle pays one cheap index insert.
+        f"CREATE INDEX errands_jobs_finished ON {TABLE} (finished_at) WHERE {FINISHED}",
+    ), "worker registry; finished jobs by time"),
+)
+
+# statements ---------------------------------------------------------------------------------------
+INSERT = (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) "
+          f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))}) ON CONFLICT DO NOTHING")
+# INDEXED BY pins the partial indexes: without statistics SQLite's planner prefers the (state, id)
+# index and sorts every row in the state, which is slow with a backlog; with it, a statement fails
+# loudly rather than silently slowing down if an index goes missing.
+PROMOTE = (f"UPDATE {TABLE} SET state = 'available' WHERE rowid IN (SELECT rowid FROM {TABLE} "
+           f"INDEXED BY errands_jobs_due WHERE {SCHEDULED} AND run_at <= ? ORDER BY run_at LIMIT ?)")
+# The row claims_from_rows() reads; CASTs keep junk written by hand from reaching the worker as
+# the wrong type (the worker fails such a job; the claim must not fail).
+CLAIM_COLUMNS = ("id, name, queue, args, kwargs, attempts, CAST(max_attempts AS INTEGER), token, "
+                 "CASE WHEN typeof(timeout) IN ('integer', 'real') THEN timeout END, "
+                 "CAST(priority AS INTEGER), IFNULL(CAST(run_at AS REAL), 0.0)")
+CLAIM_SET = ("state = 'running', attempts = CAST(attempts AS INTEGER) + 1, lease_until = ?1, "
+             "started_at = ?2, worker_id = ?3, cancel_requested = 0")
+SETTLE = (f"UPDATE {TABLE} SET state = ?1, run_at = COALESCE(?2, run_at), "
+          "result = CASE WHEN ?3 THEN ?4 ELSE result END, error = COALESCE(?5, error), "
+          "finished_at = COALESCE(?6, finished_at), token = NULL, lease_until = NULL "
+          "WHERE id = ?7 AND token = ?8 AND state = 'running'")
+RELEASE = (f"UPDATE {TABLE} SET state = 'available', attempts = max(attempts - 1, 0), run_at = ?, "
+           "token = NULL, lease_until = NULL WHERE id = ? AND token = ? AND state = 'running'")
+LOST = "'worker lost while running (attempt ' || attempts || '/' || max_attempts || ')'"
+EXPIRED = f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_lease WHERE {RUNNING} AND lease_until <= ?1"
+# a cancel request outlives the worker that was asked to stop: its job ends cancelled, not requeued
+REAP_CANCELLED = (f"UPDATE {TABLE} SET state = 'cancelled', error = {LOST}, finished_at = ?1, token = NULL, "
+                  f"lease_until = NULL WHERE rowid IN ({EXPIRED} AND cancel_requested = 1 "
+                  "ORDER BY lease_until LIMIT ?2)")
+REAP_FAILED = (f"UPDATE {TABLE} SET state = 'failed', error = {LOST}, finished_at = ?1, token = NULL, "
+               f"lease_until = NULL WHERE rowid IN ({EXPIRED} AND attempts >= max_attempts "
+               "ORDER BY lease_until LIMIT ?2)")
+REAP_REQUEUE = (f"UPDATE {TABLE} SET state = 'available', error = {LOST}, run_at = ?1, token = NULL, "
+                f"lease_until = NULL WHERE rowid IN ({EXPIRED} ORDER BY lease_until LIMIT ?2)")
+GET = f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE} WHERE id = ?"
+# OR IGNORE: a retry that would take a unique key another unfinished job holds is skipped.
+RETRY = (f"UPDATE OR IGNORE {TABLE} SET state = 'available', run_at = ?, finished_at = NULL, "
+         "cancel_requested = 0, max_attempts = max(max_attempts, attempts + 1) "
+         "WHERE id = ? AND state IN ('failed', 'cancelled')")
+COUNTS = f"SELECT NULL, state, count(*) FROM {TABLE} GROUP BY state"
+COUNTS_BY_QUEUE = f"SELECT queue, state, count(*) FROM {TABLE} GROUP BY queue, state"
+
+
+@lru_cache(maxsize=64)
+def pick_sql(queue_count: int | None) -> str:
+    """The rowids to claim, best first, for ``?4`` jobs of queues ``?5..``. Several queues are a
+    UNION of per-queue index scans, because ``queue IN (...)`` plus ORDER BY would sort every
+    available row of those queues."""
+    order = "ORDER BY priority DESC, run_at, id LIMIT ?4"
+    if queue_count is None:
+        return f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {AVAILABLE} {order}"
+    by_queue = f"FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {AVAILABLE} AND queue ="
+    if queue_count == 1:
+        return f"SELECT rowid {by_queue} ?5 {order}"
+    arms = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT rowid AS rid, priority, run_at, id {by_queue} ?{5 + i} {order})"
+        for i in range(queue_count)
+    )
+    return f"SELECT rid FROM ({arms}) {order}"
+
+
+@lru_cache(maxsize=64)
+def claim_sql(queue_count: int | None) -> str:
+    return (f"UPDATE {TABLE} SET {CLAIM_SET}, token = lower(hex(randomblob(16))) "
+            f"WHERE rowid IN ({pick_sql(queue_count)}) RETURNING {CLAIM_COLUMNS}")
+
+
+@lru_cache(maxsize=64)
+def probe_sql(queue_count: int | None) -> str:
+    """Is anything claimable now, and when is the next scheduled job due? Read-only index probes."""
+    if queue_count is None:
+        available = f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {AVAILABLE}"
+    else:
+        available = (f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {AVAILABLE} "
+                     f"AND queue IN ({', '.join('?' * queue_count)})")
+    return (f"SELECT EXISTS ({available}), "
+            f"(SELECT min(run_at) FROM {TABLE} INDEXED BY errands_jobs_due WHERE {SCHEDULED})")
+
+# worker registry and throughput ---------------------------------------------------------------------
+WORKER_UPSERT = (f"INSERT INTO {WORKER_TABLE} ({', '.join(WORKER_COLUMNS)}, expires_at) "
+                 f"VALUES ({', '.join('?' * (len(WORKER_COLUMNS) + 1))}) ON CONFLICT (id) DO UPDATE SET "
+                 + ", ".join(f"{c} = excluded.{c}" for c in (*WORKER_COLUMNS[1:], "expires_at")))
+WORKER_PRUNE = f"DELETE FROM {WORKER_TABLE} WHERE expires_at <= ?"
+WORKER_DELETE = f"DELETE FROM {WORKER_TABLE} WHERE id = ?"
+WORKERS = (f"SELECT {', '.join(WORKER_COLUMNS)} FROM {WORKER_TABLE} WHERE expires_at > ? "
+           "ORDER BY started_at, id")
+# (bucket index, state, count) rows for base.throughput_buckets
+THROUGHPUT = (f"SELECT CAST((finished_at - ?1) / ?2 AS INTEGER), state, count(*) FROM {TABLE} "
+              f"INDEXED BY errands_jobs_finished WHERE {FINISHED} AND finished_at >= ?1 GROUP BY 1, 2")
