@@ -60,6 +60,41 @@ def _redis_cleanup(url: str) -> None:
         client.close()
 
 
+def _postgres_connect(url: str) -> Any:
+    # the URL without errands' own ?schema= option: a plain psycopg connection to the same database
+    import psycopg
+
+    return psycopg.connect(url.split("?", 1)[0])
+
+
+def _postgres_cleanup(url: str) -> None:
+    # drop only this test's schema, never anything else on the shared server
+    import psycopg
+
+    schema = url.split("schema=", 1)[1]
+    with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _mysql_connect(url: str) -> Any:
+    # a plain PyMySQL connection to the test database (errands' table_prefix is not the driver's)
+    import pymysql
+
+    return pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=False)
+
+
+def _mysql_cleanup(url: str) -> None:
+    # drop only this test's tables (its table_prefix), never anything else on the shared server
+    prefix = url.split("table_prefix=", 1)[1]
+    conn = _mysql_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = 10")  # never hang on a leftover session
+            cur.execute(f"DROP TABLE IF EXISTS `{prefix}jobs`, `{prefix}meta`, `{prefix}workers`")
+    finally:
+        conn.close()
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "memory": BackendSpec(url=lambda tmp_path, namespace: "memory://"),
     "sqlite": BackendSpec(
@@ -68,8 +103,10 @@ BACKENDS: dict[str, BackendSpec] = {
     ),
     "redis": BackendSpec(url=lambda tmp_path, namespace: f"redis://127.0.0.1:6379/0?prefix={namespace}",
                          cleanup=lambda url: _redis_cleanup(url)),
-    # "postgres": BackendSpec(url=lambda tmp_path, ns: f"postgresql://postgres@127.0.0.1:5432/test?schema={ns}",
-    #                         cleanup=..., connect=...),
+    "postgres": BackendSpec(url=lambda tmp_path, namespace: f"postgresql://postgres@127.0.0.1:5432/test?schema={namespace}",
+                            cleanup=lambda url: _postgres_cleanup(url), connect=lambda url: _postgres_connect(url)),
+    "mysql": BackendSpec(url=lambda tmp_path, namespace: f"mysql://root@127.0.0.1:3306/test?table_prefix={namespace}_",
+                         cleanup=_mysql_cleanup, connect=_mysql_connect),
 }
 
 

@@ -265,7 +265,8 @@ def test_bad_periodic_schedules_fail_at_definition(app: Errands, schedule: dict[
 
 def test_bad_with_options_fail_before_enqueue(app: Errands, echo) -> None:  # type: ignore[no-untyped-def]
     for options in ({"priority": 10**6}, {"retries": -1}, {"timeout": 0}, {"unique_key": ""},
-                    {"unique_key": "k" * 100_000}, {"queue": "*"}):
+                    {"unique_key": "k" * 100_000}, {"unique_key": "a\x00b"},
+                    {"unique_key": "\ud800"}, {"queue": "*"}):
         with pytest.raises(ConfigurationError):
             echo.with_options(**options).perform(1)
     assert sum(app.stats().values()) == 0

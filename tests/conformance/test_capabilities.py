@@ -12,6 +12,9 @@ CAPABILITY_TABLE: dict[str, frozenset[Capability]] = {
     "memory": frozenset({C.QUERIES, C.PUSH_WAKEUP}),
     "sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES}),
     "redis": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP}),
+    "postgres": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP}),
+    # no PUSH_WAKEUP: MySQL has no LISTEN/NOTIFY; idle workers poll an index probe (2-50 ms)
+    "mysql": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES}),
 }
 
 

@@ -4,14 +4,17 @@ default ports are never touched."""
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = ["MariaDBServer", "PostgresServer", "RedisServer", "free_port"]
 
 
 def free_port() -> int:
@@ -81,3 +84,195 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+def _postgres_bin() -> Path:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    if not versions:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    return Path(versions[-1]).parent
+
+
+class PostgresServer:
+    """``initdb`` + ``pg_ctl`` on a free loopback port, trust auth, user ``postgres``, database
+    ``postgres``; ``stop("fast" | "immediate")`` and ``start()`` again restart it on the same
+    data, as a shutdown or a crash and a restart would.
+
+    PostgreSQL refuses to run as root: then the binaries run as the ``postgres`` user (through
+    ``runuser``) on a data folder of its own under the system temp dir, since pytest's
+    ``tmp_path`` (under a 0700 folder of root's) is out of its reach. ``cleanup()`` removes it.
+    """
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.bin = _postgres_bin()
+        self.port = port or free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            self.directory = Path(tempfile.mkdtemp(prefix="errands-pg-"))
+            shutil.chown(self.directory, "postgres", "postgres")
+        else:
+            self.directory = directory
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.data = self.directory / "data"
+        self.log = self.directory / "server.log"
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                  "--no-sync", timeout=120)
+
+    def _run(self, program: str, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin / program), *args]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{program} {' '.join(args)} failed ({result.returncode}): "
+                               f"{result.stdout}{result.stderr}\n{log}")
+        return result
+
+    def url(self, schema: str = "errands", **options: str) -> str:
+        query = "&".join([f"schema={schema}", *(f"{k}={v}" for k, v in options.items())])
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres?{query}"
+
+    def start(self, timeout: float = 60.0) -> PostgresServer:
+        server_options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=on"
+        self._run("pg_ctl", "-D", str(self.data), "-o", server_options, "-l", str(self.log), "-w",
+                  "-t", str(int(timeout)), "start", timeout=timeout + 10)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on port {self.port} not accepting connections after {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, mode: str = "fast", timeout: float = 60.0) -> None:
+        """``fast``: a clean shutdown that ends every session (SIGINT); ``immediate``: every
+        process quits at once without a checkpoint (SIGQUIT), recovered from WAL at the next
+        start: a crash."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(timeout)), "stop",
+                  timeout=timeout + 10, check=False)
+
+    def cleanup(self) -> None:
+        self.stop("immediate")
+        if self.as_root:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:  # noqa: PYI034 (Self needs Python 3.11)
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _mariadb_program(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+        if found:
+            return found
+    raise RuntimeError(f"MariaDB is not installed (none of {', '.join(names)} found)")
+
+
+class MariaDBServer:
+    """``mariadb-install-db`` + ``mariadbd --datadir --port --socket`` on a free loopback port,
+    root without a password, database ``test``; ``kill(SIGKILL | SIGTERM)`` and ``start()`` again
+    restart it on the same data, as a crash or a clean shutdown and a restart would.
+
+    The unix socket lives in a short folder of the system temp dir: socket paths are limited to
+    ~107 bytes and pytest's ``tmp_path`` can be longer. ``cleanup()`` kills it and removes that.
+    """
+
+    def __init__(self, directory: Path, *extra: str, port: int | None = None) -> None:
+        self.server = _mariadb_program("mariadbd", "mysqld")
+        self.client = _mariadb_program("mariadb", "mysql")
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.data = self.directory / "data"
+        self.log = self.directory / "server.log"
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="errands-mdb-"))
+        self.socket = self.socket_dir / "mysqld.sock"
+        self.port = port or free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        # mariadbd refuses to run as root unless told to; as anyone else --user is not needed
+        self.user = ["--user=root"] if os.geteuid() == 0 else []
+        install = [_mariadb_program("mariadb-install-db", "mysql_install_db"), "--no-defaults",
+                   f"--datadir={self.data}", "--auth-root-authentication-method=normal", "--skip-test-db",
+                   *self.user]
+        result = subprocess.run(install, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed ({result.returncode}): {result.stdout}{result.stderr}")
+        self._created = False
+
+    def url(self, database: str = "test", **options: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in options.items())
+        return f"mysql://root@127.0.0.1:{self.port}/{database}" + (f"?{query}" if query else "")
+
+    def start(self, timeout: float = 60.0) -> MariaDBServer:
+        command = [
+            self.server, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
+            "--bind-address=127.0.0.1", f"--socket={self.socket}", f"--pid-file={self.directory / 'mysqld.pid'}",
+            f"--log-error={self.log}", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
+            "--innodb-flush-log-at-trx-commit=1", *self.user, *self.extra,
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                raise RuntimeError(f"mariadbd exited with {self.process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mariadbd on port {self.port} not ready after {timeout}s")
+            time.sleep(0.02)
+        if not self._created:
+            self.sql("CREATE DATABASE IF NOT EXISTS test")
+            self._created = True
+        return self
+
+    def ready(self) -> bool:
+        """True once the server greets on its port (protocol 10), not an error packet."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                greeting = sock.recv(64)
+                return len(greeting) > 4 and greeting[4] == 10
+        except OSError:
+            return False
+
+    def sql(self, statement: str) -> str:
+        """Run SQL as root through the socket with the command-line client; returns its output."""
+        result = subprocess.run([self.client, "--no-defaults", "-uroot", f"--socket={self.socket}", "-N", "-B",
+                                 "-e", statement], capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{statement!r} failed: {result.stderr}")
+        return result.stdout
+
+    def kill(self, signum: int = signal.SIGKILL, timeout: float = 60.0) -> None:
+        """SIGKILL: a crash (InnoDB recovers from its redo log at the next start); SIGTERM: a
+        clean shutdown that ends every session."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        self.process.wait(timeout)
+        self.process = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def cleanup(self) -> None:
+        self.kill(signal.SIGKILL)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def __enter__(self) -> MariaDBServer:  # noqa: PYI034 (Self needs Python 3.11)
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

@@ -169,9 +169,10 @@ def record_from_row(row: Sequence[Any]) -> JobRecord:
     )
 
 
-def build_list_query(query: JobQuery, *, placeholder: str = "?") -> tuple[str, list[Any]]:
+def build_list_query(query: JobQuery, *, placeholder: str = "?", table: str = TABLE) -> tuple[str, list[Any]]:
     """``SELECT`` for ``list()``: filters as bound parameters, newest first (ids sort by time).
-    Only the presence of each filter changes the text, so at most 16 statements get cached."""
+    Only the presence of each filter changes the text, so at most 16 statements get cached.
+    ``table`` may be schema-qualified (PostgreSQL keeps the jobs table in a configurable schema)."""
     terms: list[str] = []
     params: list[Any] = []
     for column, op, value in (
@@ -185,7 +186,7 @@ def build_list_query(query: JobQuery, *, placeholder: str = "?") -> tuple[str, l
             params.append(value)
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
     params.append(max(query.limit, 0))
-    sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE}{where} ORDER BY id DESC LIMIT {placeholder}"
+    sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM {table}{where} ORDER BY id DESC LIMIT {placeholder}"
     return sql, params
 
 
