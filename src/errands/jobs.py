@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from .config import MAX_UNIQUE_KEY, check_queue_name
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SerializationError
 from .retry import Backoff, Exponential, as_backoff
+from .serialization import check_text
 
 if TYPE_CHECKING:
     from .app import Errands
@@ -93,6 +94,11 @@ class JobOptions:
             not isinstance(self.unique_key, str) or not 0 < len(self.unique_key) <= MAX_UNIQUE_KEY
         ):
             raise ConfigurationError(f"unique_key must be a str of 1-{MAX_UNIQUE_KEY} characters")
+        if self.unique_key is not None:
+            try:  # the same answer on every backend: PostgreSQL can't store NUL, UTF-8 no lone surrogates
+                check_text(self.unique_key, "unique_key")
+            except SerializationError as exc:
+                raise ConfigurationError(f"invalid unique_key: {exc}") from None
 
     @property
     def max_attempts(self) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import SerializationError
 
-__all__ = ["MAX_DEPTH", "decode_arguments", "decode_value", "encode_arguments", "encode_value"]
+__all__ = ["MAX_DEPTH", "check_text", "decode_arguments", "decode_value", "encode_arguments", "encode_value"]
 
 MAX_DEPTH = 200
 
@@ -26,7 +26,8 @@ _decoder = json.JSONDecoder()
 _SCALARS = (bool, int, type(None))
 
 
-def _check_str(value: str, path: str) -> None:
+def check_text(value: str, path: str) -> None:
+    """Refuse text no backend can store the same way: NUL (PostgreSQL) and lone surrogates (UTF-8)."""
     if "\x00" in value:
         raise SerializationError("strings may not contain NUL (\\x00)", path)
     if not value.isascii():
@@ -40,7 +41,7 @@ def _check(value: Any, path: str, depth: int) -> None:
     if isinstance(value, _SCALARS):
         return
     if isinstance(value, str):
-        _check_str(value, path)
+        check_text(value, path)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise SerializationError(f"{value!r} is not a finite number; JSON can't carry it", path)
@@ -55,7 +56,7 @@ def _check(value: Any, path: str, depth: int) -> None:
                 raise SerializationError(
                     f"dict key {key!r} is a {type(key).__name__}; JSON keys must be str", path
                 )
-            _check_str(key, f"{path} key {key!r}")
+            check_text(key, f"{path} key {key!r}")
             _check(item, f"{path}[{key!r}]", depth + 1)
     elif isinstance(value, tuple):
         raise SerializationError("a tuple would come back as a list; pass a list", path)
@@ -78,7 +79,7 @@ def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any], max_bytes: 
     for key, arg in kwargs.items():
         if not isinstance(key, str):  # perform_many takes any mapping: JSON would make the key a str
             raise SerializationError(f"keyword {key!r} is a {type(key).__name__}; keywords must be str", "kwargs")
-        _check_str(key, f"kwargs key {key!r}")
+        check_text(key, f"kwargs key {key!r}")
         _check(arg, f"kwargs[{key!r}]", 1)
     args_text = _encoder.encode(list(args))
     kwargs_text = _encoder.encode(dict(kwargs))

@@ -215,8 +215,9 @@ class Worker:
     def _extend(self, claims: list[Claim]) -> None:
         extended = self.app.backend.extend(claims, self.settings.lease)
         for job_id in extended.lost:
-            logger.warning("lease of job %s was lost (reclaimed by another worker); abandoning it", job_id)
-            self.executor.abandon(job_id)
+            # a job that finished while this heartbeat was on the wire was settled, not lost
+            if self.executor.abandon(job_id) is not None:
+                logger.warning("lease of job %s was lost (reclaimed by another worker); abandoning it", job_id)
             with self._cond:
                 self._owned.pop(job_id, None)
         for job_id in extended.cancel_requested:
