@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from ._ids import new_id
 from ._states import TERMINAL_STATES, JobState
 from .backends import open_backend, redact_url
-from .backends.base import Backend, Capability, JobQuery, JobRecord, NewJob
+from .backends.base import Backend, Capability, JobQuery, NewJob
 from .config import Settings, check_job_name
-from .errors import ConfigurationError, SerializationError, UnknownJob
+from .errors import ConfigurationError, UnknownJob
 from .events import EventBus, JobEnqueued
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
 from .retry import BackoffLike, as_backoff
 from .scheduler import PeriodicSpec
-from .serialization import decode_arguments, decode_value, encode_arguments
+from .serialization import encode_arguments
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -223,7 +223,7 @@ class Errands:
     # queries ---------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> JobInfo | None:
         record = self.backend.get(_job_id(job_id))
-        return to_info(record) if record is not None else None
+        return JobInfo.from_record(record) if record is not None else None
 
     def list_jobs(
         self, state: str | JobState | None = None, queue: str | None = None, name: str | None = None,
@@ -234,7 +234,7 @@ class Errands:
             raise ConfigurationError(f"limit must be an int from 1 to 10000, got {limit!r}")
         query = JobQuery(state=_state(state) if state is not None else None, queue=queue, name=name,
                          limit=limit, before_id=before)
-        return [to_info(r) for r in self.backend.list(query)]
+        return [JobInfo.from_record(r) for r in self.backend.list(query)]
 
     def retry_job(self, job_id: str) -> bool:
         """A failed or cancelled job back to available; False when it was in another state."""
@@ -374,40 +374,3 @@ def _transaction_status(connection: object) -> bool:
     if isinstance(server_status, int):
         return not server_status & 1  # SERVER_STATUS_IN_TRANS
     return True
-
-
-def _datetime(value: float | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    except (ValueError, OverflowError, OSError, TypeError):
-        return None
-
-
-def to_info(record: JobRecord) -> JobInfo:
-    """Decode a stored record for people and code to read; a corrupt field shows as an error, it
-    never raises."""
-    error = record.error
-    try:
-        args, kwargs = decode_arguments(record.args, record.kwargs)
-    except SerializationError as exc:
-        args, kwargs = [], {}
-        error = error or f"SerializationError: {exc}"
-    try:
-        result = decode_value(record.result)
-    except SerializationError:
-        result = record.result
-    try:
-        state: Any = JobState(record.state)
-    except ValueError:
-        state = record.state
-    return JobInfo(
-        id=record.id, name=record.name, queue=record.queue, args=args, kwargs=kwargs, state=state,
-        attempts=record.attempts, max_attempts=record.max_attempts, priority=record.priority,
-        run_at=_datetime(record.run_at), created_at=_datetime(record.created_at),
-        started_at=_datetime(record.started_at), finished_at=_datetime(record.finished_at), result=result,
-        error=error, unique_key=record.unique_key, timeout=record.timeout, worker_id=record.worker_id,
-        cancel_requested=bool(record.cancel_requested),
-    )
-

@@ -8,17 +8,18 @@ import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from .config import MAX_UNIQUE_KEY, check_queue_name
 from .errors import ConfigurationError, SerializationError
 from .retry import Backoff, Exponential, as_backoff
-from .serialization import check_text
+from .serialization import check_text, decode_arguments, decode_value
 
 if TYPE_CHECKING:
     from .app import Errands
+    from .backends.base import JobRecord
 
 
 __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobFunction", "JobHandle", "JobInfo", "JobOptions", "JobState"]
@@ -49,6 +50,42 @@ class JobInfo:
     timeout: float | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobInfo:
+        """Decode a stored record for people and code to read; a corrupt field shows as an error,
+        it never raises."""
+        error = record.error
+        try:
+            args, kwargs = decode_arguments(record.args, record.kwargs)
+        except SerializationError as exc:
+            args, kwargs = [], {}
+            error = error or f"SerializationError: {exc}"
+        try:
+            result = decode_value(record.result)
+        except SerializationError:
+            result = record.result
+        try:
+            state: Any = JobState(record.state)
+        except ValueError:
+            state = record.state
+        return cls(
+            id=record.id, name=record.name, queue=record.queue, args=args, kwargs=kwargs, state=state,
+            attempts=record.attempts, max_attempts=record.max_attempts, priority=record.priority,
+            run_at=_datetime(record.run_at), created_at=_datetime(record.created_at),
+            started_at=_datetime(record.started_at), finished_at=_datetime(record.finished_at),
+            result=result, error=error, unique_key=record.unique_key, timeout=record.timeout,
+            worker_id=record.worker_id, cancel_requested=bool(record.cancel_requested),
+        )
+
+
+def _datetime(value: float | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
 
 
 # --- what @app.job returns ---------------------------------------------------------------------
