@@ -1,5 +1,5 @@
 """The worker registry (register / heartbeat / remove / expire) and throughput counts, on every
-backend that has them here: memory, SQLite and Redis (a key prefix of its own per test)."""
+backend of the conformance suite, each isolated the way that suite isolates it."""
 
 from __future__ import annotations
 
@@ -13,30 +13,16 @@ import pytest
 from errands import Errands
 from errands._states import JobState
 from errands.backends.base import Backend, NewJob, Outcome, WorkerInfo
+from tests.conformance.conftest import BACKENDS
 from tests.conftest import wait_until
 
-BACKENDS = ["memory", "sqlite", "redis"]
-
-
-def _redis_cleanup(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=sorted(BACKENDS))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    yield {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'reg.db'}",
-           "redis": f"redis://127.0.0.1:6379/0?prefix={prefix}"}[request.param]
-    if request.param == "redis":
-        _redis_cleanup(prefix)
+    spec = BACKENDS[request.param]  # every backend of the conformance suite, isolated the same way
+    address = spec.url(tmp_path, f"t{uuid.uuid4().hex[:8]}")
+    yield address
+    if spec.cleanup is not None:
+        spec.cleanup(address)
 
 
 @pytest.fixture
