@@ -66,7 +66,7 @@ class JobTimeout(ErrandsError, TimeoutError):
     """A handler ran longer than its job's ``timeout``."""
 
 
-class NotSupported(ErrandsError, NotImplementedError):
+class NotSupported(ErrandsError):
     """This backend can't answer this query; the README's capability table says which can."""
 
 
