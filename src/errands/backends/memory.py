@@ -64,6 +64,12 @@ class MemoryBackend(Backend):
         self._versions = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (info, expires at)
 
+    def now(self) -> float:
+        # an injected clock (errands.testing.FakeClock) freezes and advances time in tests:
+        # every lease, run_at and cron tick here is read through this one method
+        clock = self.settings.clock
+        return clock.now() if clock is not None else time.time()
+
     # helpers (lock held) ---------------------------------------------------------------------
     def _move(self, job: _Job, state: str, now: float, **changes: object) -> None:
         """The one place a job changes state: keeps heaps, the running set and unique keys true."""

@@ -1,0 +1,2 @@
+"""Integrations with web frameworks, each importing its framework only when used:
+``errands.contrib.starlette`` (Starlette and FastAPI) and ``errands.contrib.flask``."""
