@@ -136,8 +136,8 @@ class AppCommand(click.Command):
         try:
             return super().parse_args(ctx, [_URL_SENTINEL, *args])
         except click.UsageError as exc:
-            exc.message += " (--url stands in for APP: give one or the other)"
-            raise
+            hint = f"{exc.message} (--url stands in for APP: give one or the other)"
+            raise click.UsageError(hint, exc.ctx) from None
 
 
 def _has_url(args: Sequence[str]) -> bool:
