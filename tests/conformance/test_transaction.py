@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -61,3 +62,32 @@ def test_transaction_without_the_capability_is_refused(app: Errands) -> None:
         pytest.skip("the backend declares TRANSACTIONAL_ENQUEUE")
     with pytest.raises(ConfigurationError, match="transaction"), app.transaction(object()):
         pass
+
+
+@pytest.mark.requires(Capability.TRANSACTIONAL_ENQUEUE)
+def test_an_open_caller_transaction_is_left_to_the_caller(app: Errands, send: Any, raw_connection: Any) -> None:
+    """When the caller's connection is already inside a transaction, the block neither commits
+    nor rolls back: the job's fate is the caller's transaction's."""
+    table = f"errands_scratch_{uuid.uuid4().hex[:8]}"
+    app.stats()  # the schema exists before the caller's transaction takes its locks (as after `migrate`)
+    cursor = raw_connection.cursor()
+    cursor.execute(f"CREATE TABLE {table} (n INTEGER)")
+    raw_connection.commit()
+    try:
+        cursor.execute(f"INSERT INTO {table} VALUES (1)")  # the caller's own transaction is now open
+        with app.transaction(raw_connection):
+            dropped = send.perform(1)
+        assert app.get_job(dropped.id) is None, "errands committed a transaction it didn't open"
+        raw_connection.rollback()
+        assert app.get_job(dropped.id) is None
+
+        cursor.execute(f"INSERT INTO {table} VALUES (2)")
+        with app.transaction(raw_connection):
+            kept = send.perform(2)
+        assert app.get_job(kept.id) is None
+        raw_connection.commit()
+        assert app.get_job(kept.id) is not None
+    finally:
+        raw_connection.rollback()
+        cursor.execute(f"DROP TABLE {table}")
+        raw_connection.commit()

@@ -33,6 +33,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..errors import BackendUnavailable, ConfigurationError, ErrandsError
 from ..jobs import JobState
 from ._sql import (
+    META_TABLE,
+    SCHEMA_KEY,
     TABLE,
     apply_fenced,
     build_list_query,
@@ -237,6 +239,8 @@ class SqliteBackend(Backend):
         if str(mode).lower() != "wal":
             log.warning("SQLite %s stays in journal_mode=%s (WAL unsupported here?): "
                         "concurrent workers will wait on each other", self.options.path, mode)
+        if self._schema_is_current(conn):
+            return  # no write lock: opening must not wait on a caller's open write transaction
         conn.execute("BEGIN IMMEDIATE")  # one opener at a time creates or migrates the schema
         try:
             run_migrations(conn.cursor(), _MIGRATIONS, meta_ddl=_META_DDL)
@@ -244,6 +248,14 @@ class SqliteBackend(Backend):
         except BaseException:
             _rollback(conn)
             raise
+
+    @staticmethod
+    def _schema_is_current(conn: sqlite3.Connection) -> bool:
+        try:
+            row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE name = ?", (SCHEMA_KEY,)).fetchone()
+        except sqlite3.OperationalError:  # no meta table yet: a new file
+            return False
+        return row is not None and str(row[0]) == str(_MIGRATIONS[-1].version)
 
     def close(self) -> None:
         with self._open_lock, self._lock:
