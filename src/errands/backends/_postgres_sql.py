@@ -125,6 +125,17 @@ class Statements:
         )
 
     @cached_property
+    def enqueue_one(self) -> str:
+        """``enqueue`` for a single job with scalar parameters: adapting eleven one-element arrays
+        cost more client time than the statement itself (bench/README.md)."""
+        one = ("(VALUES (%s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::int, %s::float8, "
+               "%s::float8, %s::text, %s::float8))")
+        batch = ("unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[], "
+                 "%s::float8[], %s::float8[], %s::text[], %s::float8[])")
+        assert batch in self.enqueue
+        return self.enqueue.replace(batch, one)
+
+    @cached_property
     def holders(self) -> str:
         """After a batch skipped rows: which ids exist, and who holds the unique keys."""
         return (f"SELECT id, unique_key, state IN {ACTIVE_SQL} FROM {self.jobs} WHERE id = ANY(%s) "

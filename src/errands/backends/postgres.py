@@ -338,17 +338,12 @@ class PostgresBackend(Backend):
     def enqueue(self, jobs: Sequence[NewJob], *, connection: object | None = None) -> list[Enqueued]:
         if not jobs:
             return []
-        params = (
-            [j.id for j in jobs], [j.name for j in jobs], [j.queue for j in jobs], [j.args for j in jobs],
-            [j.kwargs for j in jobs], [j.max_attempts for j in jobs], [j.priority for j in jobs],
-            _floats([j.run_at for j in jobs]), _floats([j.delay for j in jobs]),
-            [j.unique_key for j in jobs], _floats([j.timeout for j in jobs]),
-        )
+        sql, params = self._enqueue_statement(jobs)
 
         def insert(conn: Connection) -> list[Enqueued]:
             # tuple rows even on a caller's connection whose row_factory makes dicts
             cursor = conn.cursor(row_factory=tuple_row)
-            created = {row[0] for row in cursor.execute(self.sql.enqueue, params)}
+            created = {row[0] for row in cursor.execute(sql, params)}
             if len(created) == len(jobs):
                 return [Enqueued(job.id, True) for job in jobs]
             return self._answer_skipped(conn, jobs, created)
@@ -358,6 +353,18 @@ class PostgresBackend(Backend):
         if connection is None:
             return self._run(insert)
         return self._enqueue_through(connection, insert)
+
+    def _enqueue_statement(self, jobs: Sequence[NewJob]) -> tuple[str, tuple[Any, ...]]:
+        if len(jobs) == 1:
+            j = jobs[0]
+            return self.sql.enqueue_one, (j.id, j.name, j.queue, j.args, j.kwargs, j.max_attempts, j.priority,
+                                          j.run_at, float(j.delay), j.unique_key, j.timeout)
+        return self.sql.enqueue, (
+            [j.id for j in jobs], [j.name for j in jobs], [j.queue for j in jobs], [j.args for j in jobs],
+            [j.kwargs for j in jobs], [j.max_attempts for j in jobs], [j.priority for j in jobs],
+            _floats([j.run_at for j in jobs]), _floats([j.delay for j in jobs]),
+            [j.unique_key for j in jobs], _floats([j.timeout for j in jobs]),
+        )
 
     def _answer_skipped(self, conn: Connection, jobs: Sequence[NewJob], created: set[str]) -> list[Enqueued]:
         """Rows the INSERT skipped: an id that exists answers itself; a unique key an unfinished
