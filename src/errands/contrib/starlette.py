@@ -76,7 +76,7 @@ def lifespan(app: Errands, *, concurrency: int = 8, queues: Sequence[str] | None
             get to finish at shutdown (keep it under your server's own shutdown timeout).
         inner: your own lifespan. It starts first and stops last, and the state it yields is
             passed on, so jobs may use whatever it opened.
-        options: more ``Worker`` options (``prefetch``).
+        options: more ``Worker`` options (``grace``).
 
     >>> api = FastAPI(lifespan=lifespan(jobs, concurrency=4))
     """

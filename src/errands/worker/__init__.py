@@ -52,7 +52,6 @@ class Worker:
         burst: bool = False,
         grace: float = 30.0,
         install_signals: bool = True,
-        prefetch: int | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ConfigurationError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
