@@ -16,13 +16,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, Claim, Outcome
 from ..config import check_queue_name
 from ..errors import ConfigurationError
 from ..scheduler import Scheduler
 from ._looper import Looper
+from ._signals import handling_signals
 from .executor import Executor
 from .reporting import Reporter
 from .settler import Settler
@@ -82,7 +83,10 @@ class Worker:
         backend = self.app.backend
         self.started_at = time.time()
         self._stopped.clear()
-        previous = self._install_signal_handlers()
+        with handling_signals((signal.SIGTERM, signal.SIGINT), self._on_signal, install=self.install_signals):
+            self._run(backend)
+
+    def _run(self, backend: Backend) -> None:
         self.executor = Executor(self.app, self._job_done)
         self.settler = Settler(backend, self._settled)
         self.scheduler = Scheduler(self.app.periodics, backend)
@@ -99,7 +103,6 @@ class Worker:
             self._claim_loop()
         finally:
             self._shutdown(loops)
-            self._restore_signal_handlers(previous)
             self._stopped.set()
 
     def start(self) -> None:
@@ -251,18 +254,6 @@ class Worker:
         self.executor.close()
         self.reporter.retire(self.app.backend)
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if not self.install_signals or threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
-
-    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping.is_set():

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from ._signals import handling_signals
+
 __all__ = ["Supervisor"]
 
 logger = logging.getLogger("errands.supervisor")
@@ -67,14 +69,13 @@ class Supervisor:
         self._wake = threading.Event()
 
     def run(self) -> int:
-        previous = self._install_signal_handlers()
         try:
-            while not self._finished():
-                self._step(time.monotonic())
-                self._wake.wait(TICK)
-                self._wake.clear()
+            with handling_signals(_HANDLED, self._on_signal):
+                while not self._finished():
+                    self._step(time.monotonic())
+                    self._wake.wait(TICK)
+                    self._wake.clear()
         finally:
-            self._restore_signal_handlers(previous)
             self._kill_all()
         logger.info("all worker processes stopped")
         return self.exit_code
@@ -181,18 +182,6 @@ class Supervisor:
             child.done = True
 
     # signals ---------------------------------------------------------------------------------
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for signum in _HANDLED:
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
-
-    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # no locks or Event.set here: the handler may run while the loop holds the Event's lock
         self._stop_requests += 1
