@@ -22,6 +22,7 @@ with warnings.catch_warnings():  # Starlette >= 1 prefers httpx2 for its TestCli
 from errands import Errands
 from errands._states import JobState
 from errands.backends.base import NewJob, Outcome
+from tests.cli.conftest import project  # noqa: F401 (the CLI tests' project fixture, for test_cli.py)
 
 TOKEN = "test-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,8 +8,6 @@ import signal
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,15 +18,6 @@ from tests.conftest import wait_until
 pytestmark = pytest.mark.slow
 
 TOKEN = "cli-token-0123456789"
-
-
-@pytest.fixture
-def project(tmp_path: Path, src_path: str) -> Iterator[Project]:
-    project = Project(tmp_path, src_path)
-    try:
-        yield project
-    finally:
-        project.close()
 
 
 def free_ports(count: int = 1) -> int:

@@ -16,6 +16,7 @@ from errands.backends.base import Backend, NewJob, Outcome, WorkerInfo
 from tests.conformance.conftest import BACKENDS
 from tests.conftest import wait_until
 
+
 @pytest.fixture(params=sorted(BACKENDS))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     spec = BACKENDS[request.param]  # every backend of the conformance suite, isolated the same way
