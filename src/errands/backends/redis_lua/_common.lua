@@ -136,3 +136,25 @@ end
 local function corrupt(base, key, id, from, what)
   finish(base, key, id, from, 'failed', 'corrupt job record: ' .. what)
 end
+
+-- Moves up to `limit` due scheduled jobs of one queue to available (claim and maintain both do).
+-- Returns moved, skipped (index entries whose record is gone), broken (records failed as corrupt).
+local function promote_due(base, limit)
+  local moved, skipped, broken = 0, 0, 0
+  local due = redis.call('ZRANGEBYSCORE', base .. 'scheduled', '-inf', NOW, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local key = base .. 'job:' .. id
+    local f = read(key, 'priority', 'run_at')
+    if not f then
+      unindex(base, id, 'scheduled')
+      skipped = skipped + 1
+    elseif f[1] ~= 'scheduled' then
+      corrupt(base, key, id, 'scheduled', "state '" .. tostring(f[1]) .. "' in the scheduled set")
+      broken = broken + 1
+    else
+      make_available(base, key, id, 'scheduled', f[2], tonumber(f[3]) or NOW)
+      moved = moved + 1
+    end
+  end
+  return moved, skipped, broken
+end

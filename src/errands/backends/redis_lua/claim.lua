@@ -9,27 +9,10 @@ local promote_limit = tonumber(ARGV[8])
 local good, errs = check_all()
 local skipped, broken = 0, 0
 
-local function promote(base)
-  local due = redis.call('ZRANGEBYSCORE', base .. 'scheduled', '-inf', NOW, 'LIMIT', 0, promote_limit)
-  local moved = 0
-  for _, id in ipairs(due) do
-    local key = base .. 'job:' .. id
-    local f = read(key, 'priority', 'run_at')
-    if not f then
-      unindex(base, id, 'scheduled')
-      skipped = skipped + 1
-    elseif f[1] ~= 'scheduled' then
-      corrupt(base, key, id, 'scheduled', "state '" .. tostring(f[1]) .. "' in the scheduled set")
-      broken = broken + 1
-    else
-      make_available(base, key, id, 'scheduled', f[2], tonumber(f[3]) or NOW)
-      moved = moved + 1
-    end
-  end
-  return moved
+for _, qi in ipairs(good) do
+  local _, gone, bad = promote_due(KEYS[qi], promote_limit)
+  skipped, broken = skipped + gone, broken + bad
 end
-
-for _, qi in ipairs(good) do promote(KEYS[qi]) end
 
 local claims, n = {}, 0
 local function take(qi, id)

@@ -23,22 +23,9 @@ for _, qi in ipairs(good) do
     end
   end
 
-  local woken = 0
-  local due = redis.call('ZRANGEBYSCORE', base .. 'scheduled', '-inf', NOW, 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
-    local key = base .. 'job:' .. id
-    local f = read(key, 'priority', 'run_at')
-    if not f then
-      unindex(base, id, 'scheduled')
-      skipped = skipped + 1
-    elseif f[1] ~= 'scheduled' then
-      corrupt(base, key, id, 'scheduled', "state '" .. tostring(f[1]) .. "' in the scheduled set")
-    else
-      make_available(base, key, id, 'scheduled', f[2], tonumber(f[3]) or NOW)
-      promoted = promoted + 1
-      woken = woken + 1
-    end
-  end
+  local moved, gone = promote_due(base, limit)
+  promoted, skipped = promoted + moved, skipped + gone
+  local woken = moved
 
   local expired = redis.call('ZRANGEBYSCORE', base .. 'running', '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
