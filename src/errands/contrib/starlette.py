@@ -72,8 +72,10 @@ def lifespan(app: Errands, *, concurrency: int = 8, queues: Sequence[str] | None
     of ``app`` while the web app runs.
 
     Args:
-        concurrency, queues, grace: as for ``Errands.start``; ``grace`` is how long running jobs
-            get to finish at shutdown (keep it under your server's own shutdown timeout).
+        concurrency: jobs run at once, as for ``Errands.start``.
+        queues: the queues to work (None: every queue), as for ``Errands.start``.
+        grace: how long running jobs get to finish at shutdown (keep it under your server's own
+            shutdown timeout).
         inner: your own lifespan. It starts first and stops last, and the state it yields is
             passed on, so jobs may use whatever it opened.
         options: more ``Worker`` options (``grace``).
