@@ -141,10 +141,12 @@ class Fleet:
         env.update(extra)
         return env
 
-    def spawn(self, concurrency: int = 4, processes: int = 1, *, grace: float = 1.0, **extra_env: str,
-              ) -> subprocess.Popen[bytes]:
+    def spawn(self, concurrency: int = 4, processes: int = 1, *, grace: float = 1.0, queues: str = "",
+              **extra_env: str) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "errands", "worker", APP_SPEC, "-c", str(concurrency),
                    "-p", str(processes), "--grace", repr(grace), "--log-level", "warning"]
+        if queues:
+            command += ["-q", queues]
         log = open(self.root / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115 (kept by the child)
         with log:
             process = subprocess.Popen(command, cwd=REPO, env=self.env(**extra_env), stdout=log,
