@@ -206,6 +206,7 @@ class Verdict:
     phantoms: list[str]
     states: Counter[str]
     drained_at: float  # time.monotonic() when every acknowledged job had finished (or the deadline)
+    unacknowledged: int = 0  # stored jobs whose enqueue never returned (allowed up to ``ambiguous``)
 
     def assert_clean(self, context: str = "") -> None:
         assert not self.lost, f"lost {len(self.lost)}: {self.lost[:10]} states={dict(self.states)}\n{context}"
@@ -236,7 +237,6 @@ def settle_and_check(app: Errands, acked: Mapping[str, str], *, timeout: float =
     lost = [i for i, want in acked.items()
             if i not in jobs or (jobs[i].state in TERMINAL_STATES and jobs[i].state != want)]
     stuck = [i for i, info in jobs.items() if info.state not in TERMINAL_STATES]
-    phantoms = [i for i in jobs if i not in acked]
-    if len(phantoms) <= ambiguous:
-        phantoms = []
-    return Verdict(lost, stuck, phantoms, states, drained)
+    unacknowledged = [i for i in jobs if i not in acked]
+    phantoms = unacknowledged if len(unacknowledged) > ambiguous else []
+    return Verdict(lost, stuck, phantoms, states, drained, len(unacknowledged))
