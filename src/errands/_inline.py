@@ -23,7 +23,8 @@ from .backends.base import Claim, Outcome
 from .context import JobContext, _current
 from .errors import SerializationError, UnknownJob
 from .retry import decide
-from .serialization import decode_arguments, encode_value
+from .encryption import open_arguments, seal_result
+from .serialization import encode_value
 from .worker.executor import format_error
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def run_claim(app: Errands, claim: Claim, reporter: Reporter) -> tuple[Outcome, 
     reporter.started([claim])
     try:
         job = app.handler(claim.name)
-        args, kwargs = decode_arguments(claim.args, claim.kwargs)
+        args, kwargs = open_arguments(claim.args, claim.kwargs, app.settings)
     except (UnknownJob, SerializationError) as exc:  # as the executor: such a job can never run
         outcome = Outcome(claim.id, claim.token, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
         reporter.finished(claim, outcome)
@@ -49,7 +50,8 @@ def run_claim(app: Errands, claim: Claim, reporter: Reporter) -> tuple[Outcome, 
     error: BaseException | None = None
     try:
         result = _call(job.func, job.is_async, args, kwargs, context)
-        outcome = Outcome(claim.id, claim.token, JobState.SUCCEEDED, result=encode_value(result, "result"))
+        encoded = seal_result(encode_value(result, "result"), claim.args, app.settings)
+        outcome = Outcome(claim.id, claim.token, JobState.SUCCEEDED, result=encoded)
     except (Exception, SystemExit) as exc:  # noqa: BLE001  # any error fails the attempt; sys.exit() too
         error = exc
         text = format_error(exc, app.settings.max_error_bytes)

@@ -20,6 +20,7 @@ from ._states import TERMINAL_STATES, JobState
 from .backends import open_backend, redact_url
 from .backends.base import Backend, Capability, JobQuery, NewJob
 from .config import Settings, check_job_name
+from .encryption import seal_arguments
 from .errors import ConfigurationError, UnknownJob
 from .events import EventBus, JobEnqueued
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
@@ -101,6 +102,7 @@ class Errands:
     def job(
         self, *, name: str | None = None, queue: str = "default", retries: int = 5,
         timeout: float | timedelta | None = None, priority: int = 0, backoff: BackoffLike = None,
+        encrypt: bool = False,
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
     def job(  # type: ignore[misc]  # mypy rejects the optional positional-only func beside the keyword-only overload
@@ -114,12 +116,13 @@ class Errands:
         timeout: float | timedelta | None = None,
         priority: int = 0,
         backoff: BackoffLike = None,
+        encrypt: bool = False,
     ) -> Any:
         """Register a handler. Every option is checked here, so a bad one fails at import time."""
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
         options = JobOptions(queue=queue, retries=retries, timeout=timeout, priority=priority,
-                             backoff=as_backoff(backoff))
+                             backoff=as_backoff(backoff), encrypt=encrypt)
 
         def register(function: Callable[..., Any]) -> JobFunction[Any, Any]:
             job_name = check_job_name(name or function.__name__)
@@ -185,6 +188,8 @@ class Errands:
         new_jobs = []
         for args, kwargs in calls:
             args_text, kwargs_text = encode_arguments(args, kwargs, limit)
+            if options.encrypt:  # the store never holds the plaintext (errands.encryption)
+                args_text, kwargs_text = seal_arguments(args_text, kwargs_text, self.settings)
             new_jobs.append(NewJob(
                 id=job_id or new_id(), name=job.name, queue=options.queue, args=args_text, kwargs=kwargs_text,
                 max_attempts=options.max_attempts, priority=options.priority, run_at=run_at, delay=seconds,
@@ -221,20 +226,23 @@ class Errands:
         self.backend.notify()
 
     # queries ---------------------------------------------------------------------------------
-    def get_job(self, job_id: str) -> JobInfo | None:
+    def get_job(self, job_id: str, *, decrypt: bool = False) -> JobInfo | None:
+        """The job, or None. Encrypted arguments and result show as ``"<encrypted>"`` unless
+        ``decrypt=True`` (which needs the keys, and raises when they don't open the job)."""
         record = self.backend.get(_job_id(job_id))
-        return JobInfo.from_record(record) if record is not None else None
+        return JobInfo.from_record(record, self.settings if decrypt else None) if record is not None else None
 
     def list_jobs(
         self, state: str | JobState | None = None, queue: str | None = None, name: str | None = None,
-        limit: int = 100, before: str | None = None,
+        limit: int = 100, before: str | None = None, *, decrypt: bool = False,
     ) -> list[JobInfo]:
         """Jobs newest first, filtered; ``before`` (a job id) pages to older ones."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigurationError(f"limit must be an int from 1 to 10000, got {limit!r}")
         query = JobQuery(state=_state(state) if state is not None else None, queue=queue, name=name,
                          limit=limit, before_id=before)
-        return [JobInfo.from_record(r) for r in self.backend.list(query)]
+        keys = self.settings if decrypt else None
+        return [JobInfo.from_record(r, keys) for r in self.backend.list(query)]
 
     def retry_job(self, job_id: str) -> bool:
         """A failed or cancelled job back to available; False when it was in another state."""

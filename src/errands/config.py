@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .encryption import ENV_VAR, parse_keys
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from ._clock import Clock
 
-__all__ = ["DEFAULT_URL", "Settings", "check_job_name", "check_queue_name"]
+__all__ = ["DEFAULT_URL", "Settings", "check_job_name", "check_queue_name", "check_spool"]
 
 DEFAULT_URL = "sqlite:///errands.db"
 
@@ -50,6 +51,19 @@ def _positive(name: str, value: float, *, upper: float = math.inf) -> float:
     return float(value)
 
 
+def check_spool(url: str, spool: object) -> None:
+    """Refuse a spool where it can't help: ``memory://`` and ``sqlite://`` are never "away" (an
+    unusable local file would be as unusable a second time), and a spool must be a file."""
+    if not isinstance(spool, str) or not spool.strip() or spool.strip() == ":memory:":
+        raise ConfigurationError(f"spool must be the path of a SQLite file, got {spool!r}")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("memory", "sqlite"):
+        raise ConfigurationError(
+            f"spool= is for server backends (redis, postgresql, mysql): {scheme}:// is never "
+            "unreachable, so there is nothing to spool for"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a backend and a worker are configured with.
@@ -62,6 +76,8 @@ class Settings:
     ``store``: a second backend URL that keeps job records when ``url`` can't (AMQP).
     ``clock``: what ``memory://`` reads the time from (``errands.testing.FakeClock``); the other
     backends keep their server's clock, so they refuse one.
+    ``encryption_keys``: Fernet keys for ``encrypt=True`` jobs, the first encrypts (``errands.encryption``).
+    ``spool``: a local SQLite file that keeps jobs while a server backend is unreachable (``errands.spool``).
     """
 
     url: str = DEFAULT_URL
@@ -73,6 +89,8 @@ class Settings:
     store: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     clock: Clock | None = None
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # secrets: never in a repr or a log
+    spool: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
@@ -92,6 +110,8 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
                 raise ConfigurationError(f"{name} must be an int >= 1024, got {value!r}")
+        if self.spool is not None:
+            check_spool(self.url, self.spool)
 
     @property
     def heartbeat_interval(self) -> float:
@@ -99,7 +119,8 @@ class Settings:
 
     @classmethod
     def build(cls, url: str | None = None, **overrides: Any) -> Settings:
-        """Keywords win over ``ERRANDS_URL`` / ``ERRANDS_LEASE`` / ``ERRANDS_STORE``, which win over defaults."""
+        """Keywords win over ``ERRANDS_URL`` / ``ERRANDS_LEASE`` / ``ERRANDS_STORE`` /
+        ``ERRANDS_ENCRYPTION_KEYS``, which win over defaults."""
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:
@@ -110,6 +131,12 @@ class Settings:
             values["lease"] = _env_float("ERRANDS_LEASE")
         if "store" not in values and os.environ.get("ERRANDS_STORE"):
             values["store"] = os.environ["ERRANDS_STORE"]
+        if "encryption_keys" in values:
+            values["encryption_keys"] = parse_keys(values["encryption_keys"], "encryption_keys")
+        elif os.environ.get(ENV_VAR):
+            values["encryption_keys"] = parse_keys(os.environ[ENV_VAR])
+        if isinstance(values.get("spool"), os.PathLike):
+            values["spool"] = os.fspath(values["spool"])
         return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from .config import MAX_UNIQUE_KEY, check_queue_name
+from .encryption import check_available, is_sealed, reveal
 from .errors import ConfigurationError, SerializationError
 from .retry import Backoff, Exponential, as_backoff
 from .serialization import check_text, decode_arguments, decode_value
 
 if TYPE_CHECKING:
     from .app import Errands
+    from .config import Settings
     from .backends.base import JobRecord
 
 
@@ -50,11 +52,16 @@ class JobInfo:
     timeout: float | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    encrypted: bool = False  # stored as ciphertext: args/result redacted unless decrypted
 
     @classmethod
-    def from_record(cls, record: JobRecord) -> JobInfo:
+    def from_record(cls, record: JobRecord, decrypt: Settings | None = None) -> JobInfo:
         """Decode a stored record for people and code to read; a corrupt field shows as an error,
-        it never raises."""
+        it never raises. Encrypted arguments and result show as ``"<encrypted>"`` unless
+        ``decrypt`` gives the settings holding the keys (then a failure to decrypt raises)."""
+        encrypted = is_sealed(record.args)
+        if encrypted:
+            record = reveal(record, decrypt)
         error = record.error
         try:
             args, kwargs = decode_arguments(record.args, record.kwargs)
@@ -76,6 +83,7 @@ class JobInfo:
             started_at=_datetime(record.started_at), finished_at=_datetime(record.finished_at),
             result=result, error=error, unique_key=record.unique_key, timeout=record.timeout,
             worker_id=record.worker_id, cancel_requested=bool(record.cancel_requested),
+            encrypted=encrypted,
         )
 
 
@@ -101,7 +109,8 @@ MAX_TIMEOUT = 7 * 86400.0
 @dataclass(frozen=True, slots=True)
 class JobOptions:
     """Per-job options. ``retries`` is how many times a failed attempt is retried, so a job runs
-    at most ``retries + 1`` times. Higher ``priority`` runs first (-100..100)."""
+    at most ``retries + 1`` times. Higher ``priority`` runs first (-100..100).
+    ``encrypt`` stores the arguments and the result encrypted (``errands.encryption``)."""
 
     queue: str = "default"
     retries: int = 5
@@ -109,9 +118,14 @@ class JobOptions:
     priority: int = 0
     unique_key: str | None = None
     backoff: Backoff = field(default_factory=Exponential)
+    encrypt: bool = False
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        if not isinstance(self.encrypt, bool):
+            raise ConfigurationError(f"encrypt must be True or False, got {self.encrypt!r}")
+        if self.encrypt:
+            check_available()  # a missing extra fails where the job is defined
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not (
             0 <= self.retries <= MAX_RETRIES
         ):

@@ -13,6 +13,7 @@ by default every entry runs, and a backend whose server is down fails the run (n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -35,6 +36,7 @@ class BackendSpec:
     url: Callable[[Path, str], str]
     cleanup: Callable[[str], None] | None = None
     connect: Callable[[str], Any] | None = None  # a raw connection for app.transaction(conn)
+    dump: Callable[[str, Backend], str] | None = None  # every stored byte of the namespace, as text
 
 
 def _sqlite_path(url: str) -> str:
@@ -95,18 +97,63 @@ def _mysql_cleanup(url: str) -> None:
         conn.close()
 
 
+def _memory_dump(url: str, backend: Backend) -> str:
+    return repr(vars(backend))  # every dict, heap and record it holds
+
+
+def _sqlite_dump(url: str, backend: Backend) -> str:
+    with contextlib.closing(_sqlite_connect(url)) as conn:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return repr([conn.execute(f'SELECT * FROM "{table}"').fetchall() for table in tables])
+
+
+def _redis_dump(url: str, backend: Backend) -> str:
+    import redis
+
+    prefix = url.split("prefix=", 1)[1]
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    readers = {b"hash": client.hgetall, b"list": lambda k: client.lrange(k, 0, -1), b"set": client.smembers,
+               b"zset": lambda k: client.zrange(k, 0, -1, withscores=True), b"string": client.get,
+               b"stream": lambda k: client.xrange(k)}
+    try:
+        return repr({key: readers[client.type(key)](key) for key in client.scan_iter(match=f"{prefix}:*")})
+    finally:
+        client.close()
+
+
+def _postgres_dump(url: str, backend: Backend) -> str:
+    schema = url.split("schema=", 1)[1]
+    with contextlib.closing(_postgres_connect(url)) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))]
+        return repr([conn.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall() for table in tables])
+
+
+def _mysql_dump(url: str, backend: Backend) -> str:
+    prefix = url.split("table_prefix=", 1)[1]
+    with contextlib.closing(_mysql_connect(url)) as conn, conn.cursor() as cur:
+        cur.execute("SHOW TABLES LIKE %s", (prefix.replace("_", "\\_") + "%",))
+        tables = [row[0] for row in cur.fetchall()]
+        rows = []
+        for table in tables:
+            cur.execute(f"SELECT * FROM `{table}`")
+            rows.append(cur.fetchall())
+        return repr(rows)
+
+
 BACKENDS: dict[str, BackendSpec] = {
-    "memory": BackendSpec(url=lambda tmp_path, namespace: "memory://"),
+    "memory": BackendSpec(url=lambda tmp_path, namespace: "memory://", dump=_memory_dump),
     "sqlite": BackendSpec(
         url=lambda tmp_path, namespace: f"sqlite:///{tmp_path / (namespace + '.db')}",
-        connect=_sqlite_connect,
+        connect=_sqlite_connect, dump=_sqlite_dump,
     ),
     "redis": BackendSpec(url=lambda tmp_path, namespace: f"redis://127.0.0.1:6379/0?prefix={namespace}",
-                         cleanup=lambda url: _redis_cleanup(url)),
+                         cleanup=lambda url: _redis_cleanup(url), dump=_redis_dump),
     "postgres": BackendSpec(url=lambda tmp_path, namespace: f"postgresql://postgres@127.0.0.1:5432/test?schema={namespace}",
-                            cleanup=lambda url: _postgres_cleanup(url), connect=lambda url: _postgres_connect(url)),
+                            cleanup=lambda url: _postgres_cleanup(url), connect=lambda url: _postgres_connect(url),
+                            dump=_postgres_dump),
     "mysql": BackendSpec(url=lambda tmp_path, namespace: f"mysql://root@127.0.0.1:3306/test?table_prefix={namespace}_",
-                         cleanup=_mysql_cleanup, connect=_mysql_connect),
+                         cleanup=_mysql_cleanup, connect=_mysql_connect, dump=_mysql_dump),
 }
 
 

@@ -25,7 +25,8 @@ from ..backends.base import Claim, Outcome
 from ..context import JobContext, _current
 from ..errors import JobTimeout, SerializationError, UnknownJob
 from ..retry import decide
-from ..serialization import decode_arguments, encode_value
+from ..encryption import open_arguments, seal_result
+from ..serialization import encode_value
 from .pool import ElasticPool
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class Executor:
         """Start running ``claim``; ``on_done`` is called exactly once with its outcome."""
         try:
             job = self.app.handler(claim.name)
-            args, kwargs = decode_arguments(claim.args, claim.kwargs)
+            args, kwargs = open_arguments(claim.args, claim.kwargs, self.app.settings)  # decrypts if sealed
         except (UnknownJob, SerializationError) as exc:
             logger.error("job %s (%s) can't run: %s", claim.id, claim.name, exc)
             self.on_done(claim, Outcome(claim.id, claim.token, JobState.FAILED, error=f"{type(exc).__name__}: {exc}"))
@@ -200,7 +201,7 @@ class Executor:
         if running.stop_reason == "cancel":  # the handler saw current_job().cancelled and returned early
             return Outcome(claim.id, claim.token, JobState.CANCELLED, error="cancelled while running")
         try:
-            encoded = encode_value(result, "result")
+            encoded = seal_result(encode_value(result, "result"), claim.args, self.app.settings)
         except SerializationError as exc:
             return self._failure(running, exc)
         return Outcome(claim.id, claim.token, JobState.SUCCEEDED, result=encoded)
