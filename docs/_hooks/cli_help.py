@@ -7,11 +7,16 @@ never drift from the code (a marker naming a command that doesn't exist fails th
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
-from errands.cli import main
+# the checkout being documented, not whichever errands the environment has installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from errands.cli import main  # noqa: E402
 
 _MARKER = re.compile(r"<!-- errands-help: ?([a-z -]*?) ?-->")
 
