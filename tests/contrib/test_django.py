@@ -190,11 +190,14 @@ def test_get_result_of_unknown_ids_and_of_other_tasks(shop: ModuleType) -> None:
         shop.add.get_result(handle.id)
 
 
-def test_async_get_result(shop: ModuleType) -> None:
-    result = shop.add.enqueue(4, 4)
+def test_async_enqueue_and_get_result(shop: ModuleType) -> None:
+    result = asyncio.run(shop.add.aenqueue(4, 4))
+    assert get_app("default").get_job(result.id) is not None
     run_tasks("default")
     fetched = asyncio.run(shop.add.aget_result(result.id))
     assert fetched.return_value == 8
+    asyncio.run(result.arefresh())
+    assert result.status == _compat.TaskResultStatus.SUCCESSFUL
 
 
 # jobs the worker can't run -------------------------------------------------------------------------
