@@ -4,7 +4,8 @@ errands' docstrings follow STYLE.md: Google sections, and ``>>>`` examples or ``
 blocks where they read best, often outside an ``Examples:`` section. Markdown would render a
 bare ``>>>`` line as three nested block quotes (and ``[[42]]`` in its output as a link), so
 each run of example lines is fenced as ``pycon``, and the ``::`` of a literal block becomes
-``:`` (the indented block under it already is Markdown code). The source stays as it is.
+``:`` (a bare ``::`` line goes; the indented block under it already is Markdown code). The
+source stays as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def fence_examples(text: str) -> str:
         if stripped.startswith(_FENCE):
             in_fence = not in_fence
         if in_fence or not stripped.startswith(">>>"):
-            if not in_fence and stripped.endswith("::") and not stripped.startswith(":"):
+            if not in_fence and stripped == "::":
+                line = ""  # reST's bare "::" introduces a literal block and shows nothing
+            elif not in_fence and stripped.endswith("::") and not stripped.startswith(":"):
                 line = line[:-1]  # reST "text::" introduces a literal block; Markdown shows it as code
             out.append(line)
             i += 1

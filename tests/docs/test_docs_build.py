@@ -41,7 +41,8 @@ def _griffe_hook():  # type: ignore[no-untyped-def]
 
 def test_docstring_examples_are_fenced_once() -> None:
     fence = _griffe_hook().fence_examples
-    text = "Do it.\n\n>>> send(42).id\n'0190'\n\nAfter.\n\nKeys::\n\n    a = 1"
+    text = "Do it.\n\n>>> send(42).id\n'0190'\n\nAfter.\n\nKeys::\n\n    a = 1\n\n::\n\n    b = 2"
     fenced = fence(text)
-    assert fenced == "Do it.\n\n```pycon\n>>> send(42).id\n'0190'\n```\n\nAfter.\n\nKeys:\n\n    a = 1"
+    assert fenced == ("Do it.\n\n```pycon\n>>> send(42).id\n'0190'\n```\n\nAfter.\n\nKeys:\n\n    a = 1"
+                      "\n\n\n\n    b = 2")
     assert fence(fenced) == fenced  # a second pass (griffe may call the hook twice) changes nothing
