@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 pytest.importorskip("django")
 
 from errands import JobState
+from errands.backends._sql import TABLE
 from errands.contrib.django import _compat, get_app
 
 from .conftest import DjangoProject
@@ -108,3 +111,16 @@ def test_call_command_raises_command_error(django_project: DjangoProject) -> Non
         call_command("errands", "nope")
     with pytest.raises(CommandError, match="no job with id"):
         call_command("errands", "show", "no-such-job")
+
+
+def test_migrate_creates_errands_tables_in_the_database_the_jobs_share(django_project: DjangoProject, src_path: str,
+                                                                        tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    env = {**os.environ, **django_project.env, "DJSHOP_SQLITE": str(fresh),
+           "PYTHONPATH": os.pathsep.join([str(django_project.folder), src_path])}
+    migrated = subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=django_project.folder,
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert migrated.returncode == 0, migrated.stderr
+    with sqlite3.connect(fresh) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"djshop_order", "auth_user", TABLE} <= tables

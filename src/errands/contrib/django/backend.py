@@ -257,6 +257,7 @@ def _joinable(connection: Any) -> Any:
         if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             # psycopg opens the transaction at the first statement: open it now, or errands would
             # take the connection for idle and commit the job on its own
-            connection.cursor().execute("SELECT 1")
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
         return raw
     return None  # MySQLdb, psycopg2, ...: on_commit instead
