@@ -280,6 +280,18 @@ def test_a_rolled_back_block_enqueues_nothing(shop: ModuleType, alias: str) -> N
 
 
 @pytest.mark.parametrize("alias", EVERY_ALIAS)
+def test_an_enqueue_that_opens_the_block_rolls_back_with_it(shop: ModuleType, alias: str) -> None:
+    from django.db import transaction
+
+    # the block's first statement: psycopg has no transaction open yet, and errands must not
+    # take the connection for idle and commit the job on its own
+    with pytest.raises(RuntimeError, match="changed my mind"), transaction.atomic(using=DATABASE_OF[alias]):
+        result = shop.add.using(backend=alias).enqueue(1, 2)
+        raise RuntimeError("changed my mind")
+    assert get_app(alias).get_job(result.id) is None
+
+
+@pytest.mark.parametrize("alias", EVERY_ALIAS)
 def test_a_rolled_back_savepoint_drops_only_its_own_jobs(shop: ModuleType, alias: str) -> None:
     from django.db import transaction
 
