@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -162,6 +162,9 @@ class Fleet:
             process.send_signal(signum)
         process.wait(30)
 
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        return (self.root / f"worker-{self.processes.index(process)}.log").read_text(errors="replace")
+
     def logs(self, tail: int = 3000) -> str:
         parts = []
         for path in sorted(self.root.glob("worker-*.log")):
@@ -215,24 +218,26 @@ class Verdict:
 
 
 def settle_and_check(app: Errands, acked: Mapping[str, str], *, timeout: float = 60.0,
-                     ambiguous: int = 0) -> Verdict:
+                     ambiguous: int = 0, ignore: tuple[str, ...] = (),
+                     give_up: Callable[[], bool] | None = None) -> Verdict:
     """Wait (up to ``timeout``) until every acknowledged job reached its expected end state
     (``acked``: id -> "succeeded" or "failed"), then compare the store with what was
     acknowledged: lost (acknowledged, not at its end state), stuck (running, or not
     finished at all), phantoms (stored but never acknowledged; ``ambiguous`` enqueues that raised
-    may each have left one)."""
+    may each have left one). Jobs named in ``ignore`` (periodic ticks) are no producer's.
+    ``give_up()`` true ends the wait early (the run already broke an invariant of its own)."""
     started = time.monotonic()
     deadline = started + timeout
     while True:
         jobs = scan(app)
         pending = [i for i, want in acked.items() if i not in jobs or jobs[i].state != want]
-        if not pending or time.monotonic() > deadline:
+        if not pending or time.monotonic() > deadline or (give_up is not None and give_up()):
             break
         time.sleep(0.2)
     drained = time.monotonic()
     # Every acknowledged job is at its end state, or the deadline (far beyond lease + 2 reclaim
     # intervals) passed: what is not finished now is stuck.
-    jobs = scan(app)
+    jobs = {i: info for i, info in scan(app).items() if info.name not in ignore}
     states = Counter(str(info.state) for info in jobs.values())
     lost = [i for i, want in acked.items()
             if i not in jobs or (jobs[i].state in TERMINAL_STATES and jobs[i].state != want)]
