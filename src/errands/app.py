@@ -27,6 +27,7 @@ from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
 from .retry import BackoffLike, as_backoff
 from .scheduler import PeriodicSpec
 from .serialization import encode_arguments
+from .spool import Spool
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -68,6 +69,7 @@ class Errands:
         self._background: Worker | None = None
         self.events = EventBus()  # what happens in this process: metrics and logs listen here
         self._metrics: Metrics | None = None
+        self._spool = Spool(self.settings.spool, lambda: self.backend) if self.settings.spool else None
 
     def __repr__(self) -> str:
         return f"<Errands {redact_url(self.settings.url)}>"
@@ -80,6 +82,8 @@ class Errands:
         if backend is None:
             with self._backend_lock:
                 if self._backend is None:
+                    if self._spool is not None:
+                        self._spool.depth()  # first use: deliver what an earlier run spooled
                     candidate = open_backend(self.settings.url, self.settings)
                     candidate.open()
                     self._backend = candidate
@@ -90,6 +94,8 @@ class Errands:
         """Stop a background worker and close the backend's connections."""
         if self._background is not None:
             self.stop()
+        if self._spool is not None:
+            self._spool.close()
         with self._backend_lock:
             if self._backend is not None:
                 self._backend.close()
@@ -195,11 +201,15 @@ class Errands:
                 max_attempts=options.max_attempts, priority=options.priority, run_at=run_at, delay=seconds,
                 unique_key=options.unique_key, timeout=options.timeout,
             ))
-        results = self.backend.enqueue(new_jobs, connection=self._connection.get())
+        spooled = False
+        if self._spool is not None and self._connection.get() is None:  # a transaction's errors propagate
+            results, spooled = self._spool.enqueue(new_jobs)
+        else:
+            results = self.backend.enqueue(new_jobs, connection=self._connection.get())
         if self.events.listening:
             for result in results:
                 self.events.emit(JobEnqueued(result.id, job.name, options.queue, result.created))
-        if self._connection.get() is None:
+        if self._connection.get() is None and not spooled:
             self.backend.notify()
         return [JobHandle(r.id, r.created, self) for r in results]
 
@@ -270,6 +280,14 @@ class Errands:
 
     def stats(self, by_queue: bool = False) -> dict[str, Any]:
         return dict(self.backend.counts(by_queue=by_queue))
+
+    def spool_depth(self) -> int:
+        """Jobs waiting in the spool file for the backend to answer again (0 without ``spool=``).
+
+        >>> app.spool_depth()
+        0
+        """
+        return self._spool.depth() if self._spool is not None else 0
 
     def workers(self) -> list[WorkerInfo]:
         """Worker processes alive now, oldest first (``NotSupported`` without a worker registry)."""
