@@ -55,7 +55,7 @@ logger = logging.getLogger("errands.spool")
 
 BATCH = 500  # jobs per delivery round trip: what perform_many sends at once
 INTERVAL = 1.0  # seconds between delivery attempts while the server is away, or the spool empty
-LEASE = 30.0  # seconds a process keeps the right to deliver without renewing it
+LEASE = 15.0  # seconds a process keeps the right to deliver without renewing it (a step is at most a few)
 REPORT_EVERY = 30.0  # seconds between "still waiting" log lines during an outage
 
 _SCHEMA = (
