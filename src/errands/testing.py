@@ -290,7 +290,8 @@ def enqueued(app: Errands, name: str | JobFunction[Any, Any] | None = None,
     """
     job_name = name.name if isinstance(name, JobFunction) else name
     jobs = [info for state in (JobState.AVAILABLE, JobState.SCHEDULED)
-            for info in app.list_jobs(state=state, queue=queue, name=job_name, limit=10_000)]
+            for info in app.list_jobs(state=state, queue=queue, name=job_name, limit=10_000,
+                                      decrypt=bool(app.settings.encryption_keys))]  # encrypt=True jobs too
     return sorted(jobs, key=lambda info: info.id)  # ids sort by creation time
 
 

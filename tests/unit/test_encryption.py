@@ -72,3 +72,16 @@ def test_drain_runs_encrypted_jobs_as_the_worker_does() -> None:
     assert drain(app).succeeded == 1
     assert app.get_job(handle.id, decrypt=True).result == 42  # type: ignore[union-attr]
     assert app.get_job(handle.id).result == "<encrypted>"  # type: ignore[union-attr]
+
+
+def test_assert_enqueued_sees_through_encryption() -> None:
+    from errands.testing import assert_enqueued, enqueued
+
+    app = Errands("memory://", encryption_keys=[KEY])
+
+    @app.job(encrypt=True)
+    def charge(card: str, amount: int = 1) -> None: ...
+
+    charge.perform("4111", amount=5)
+    assert [job.kwargs for job in enqueued(app, charge)] == [{"amount": 5}]
+    assert assert_enqueued(charge, "4111", amount=5).encrypted
