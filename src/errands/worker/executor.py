@@ -75,6 +75,15 @@ def format_error(exc: BaseException, limit: int) -> str:
     return f"{head}\n... [{len(encoded) - 2 * half} bytes cut] ...\n{tail}"
 
 
+def _check_stored_size(claim: Claim, limit: int) -> None:
+    """Refuse arguments far above ``max_payload_bytes`` that reached the store past enqueue's
+    check (written by hand or by another program) rather than run them (issue #7). Twice the
+    limit leaves room for what sealing adds to a payload enqueue accepted."""
+    size = len(claim.args) + len(claim.kwargs)
+    if size > 2 * limit:
+        raise SerializationError(f"stored arguments take {size} characters, far above max_payload_bytes={limit}")
+
+
 class Executor:
     def __init__(self, app: Errands, on_done: Done) -> None:
         self.app = app
@@ -96,6 +105,7 @@ class Executor:
         """Start running ``claim``; ``on_done`` is called exactly once with its outcome."""
         try:
             job = self.app.handler(claim.name)
+            _check_stored_size(claim, self.app.settings.max_payload_bytes)
             args, kwargs = open_arguments(claim.args, claim.kwargs, self.app.settings)  # decrypts if sealed
         except (UnknownJob, SerializationError) as exc:
             logger.error("job %s (%s) can't run: %s", claim.id, claim.name, exc)
