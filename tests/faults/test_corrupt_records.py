@@ -1,0 +1,107 @@
+"""Corrupted records (issue #7, "bad input"): jobs enqueued normally, then one field of each
+written straight into the store: JSON that doesn't parse, bytes that aren't UTF-8, ``args`` an
+object, ``kwargs`` a list, no name, no args, a handler nobody registered, a pickle whose
+``__reduce__`` would run a command, a payload far above ``max_payload_bytes``, an unknown state,
+``attempts = -1``, ``run_at = 'yesterday'``. A real worker process runs among 200 good jobs.
+
+Each corrupt job ends ``failed`` with a clear error, or (the metadata cases) runs as the job it
+still is; the worker never crashes or loops, reading the records back never raises, nothing is
+unpickled, and every good job succeeds. A case the store's own schema refuses can't happen
+there and is counted as such."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults._harness import Figures, Fleet, Ledger, client_app, record, scaled, scan, settle_and_check
+from tests.faults._stores import corrupt
+
+from .conftest import Target
+
+pytestmark = pytest.mark.slow
+
+LEASE = 1.0
+HUGE = 5 * 1024 * 1024  # above the 1 MiB max_payload_bytes, below every server's packet limit
+
+
+class Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def cases(marker: Path) -> dict[str, tuple[str, object, tuple[str, ...]]]:
+    """case -> (field, value, end states it may reach)."""
+    failed = ("failed",)
+    return {
+        "truncated JSON": ("args", "[1, 2", failed),
+        "not UTF-8": ("args", b"[\x80\xff]", failed),
+        "args an object": ("args", '{"n": 1}', failed),
+        "kwargs a list": ("kwargs", "[1]", failed),
+        "no args": ("args", None, failed),
+        "no name": ("name", None, failed),
+        "empty name": ("name", "", failed),
+        "unknown handler": ("name", "ghost_handler", failed),
+        "pickle": ("args", pickle.dumps(Exploit(str(marker))), failed),
+        "huge payload": ("args", '["' + "x" * HUGE + '"]', failed),
+        "unknown state": ("state", "zombie", ("failed", "zombie")),
+        "attempts -1": ("attempts", -1, ("failed", "succeeded")),
+        "run_at junk": ("run_at", "yesterday", ("failed", "succeeded")),
+    }
+
+
+def test_corrupt_records_fail_alone(target: Target, tmp_path: Path) -> None:
+    good = scaled(200, 50)
+    marker = tmp_path / "unpickled"
+    ledger = Ledger(tmp_path / "ledger.log")
+    fleet = Fleet(tmp_path, target.url, LEASE, ledger)
+    client = client_app(target.url, LEASE)
+    try:
+        work = client.registry["work"]
+        planted, refused = {}, []
+        for what, (field, value, ends) in cases(marker).items():
+            job_id = work.perform(-1).id
+            if corrupt(target.backend, target.url, job_id, field, value):
+                planted[job_id] = (what, ends)
+            else:
+                refused.append(what)
+                client.cancel_job(job_id)
+        acked = {h.id: "succeeded" for h in work.perform_many([((n,), {}) for n in range(good)])}
+        started = time.monotonic()
+        worker = fleet.spawn(4)
+        verdict = settle_and_check(client, acked, timeout=60)
+        # the corrupt ones: wait until each reached an end it may reach
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            jobs = scan(client)  # reading every record back never raises
+            if all(jobs[i].state in ends for i, (_, ends) in planted.items()):
+                break
+            time.sleep(0.2)
+        ends_seen = {what: str(jobs[i].state) for i, (what, _) in planted.items()}
+        record(Figures(
+            "corrupt records", target.backend, jobs=good + len(planted), faults=len(planted), lost=len(verdict.lost),
+            stuck=len(verdict.stuck) - sum(1 for s in ends_seen.values() if s == "zombie"), duplicates=0,
+            seconds=round(time.monotonic() - started, 1),
+            note="; ".join(f"{w}: {s}" for w, s in ends_seen.items()) + (f"; refused by the schema: {', '.join(refused)}"
+                                                                        if refused else ""),
+        ))
+        assert worker.poll() is None, "the worker crashed\n" + fleet.logs()
+        assert not marker.exists(), "a pickle from the store was unpickled"
+        bad = {what: (str(jobs[i].state), jobs[i].error) for i, (what, ends) in planted.items()
+               if jobs[i].state not in ends}
+        assert not bad, bad
+        for job_id, (what, _) in planted.items():
+            if jobs[job_id].state == "failed":
+                assert jobs[job_id].error, f"{what}: failed without saying why"
+        assert not verdict.lost, verdict.lost
+        assert all(jobs[i].state == "zombie" for i in verdict.stuck if i in planted), verdict.stuck
+    finally:
+        fleet.close()
+        client.close()
