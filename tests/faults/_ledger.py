@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from errands import Errands
 from errands.errors import BackendUnavailable
 from tests.conftest import wait_until
+from tests.faults._harness import Figures, record, recovery, scaled
 
 __all__ = ["Producer", "RestartReport", "ride_out_restarts"]
 
-TOTAL = 600
+TOTAL = scaled(600, 100)
 
 
 class Producer(threading.Thread):
@@ -68,6 +69,7 @@ def ride_out_restarts(app: Errands, faults: Sequence[Callable[[], None]], start:
             runs[n] += 1
 
     producer = Producer(app, total)
+    began = time.monotonic()
     worker = app.start(concurrency=4)
     try:
         producer.start()
@@ -98,7 +100,14 @@ def ride_out_restarts(app: Errands, faults: Sequence[Callable[[], None]], start:
         assert worker.processed >= len(producer.acked)
         report = RestartReport(len(producer.acked), len(producer.refusals), sum(runs.values()) - len(runs),
                                recoveries, max(producer.refusals))
-        print(f"\n{report}")
+        backend = app.settings.url.split("://", 1)[0].replace("postgresql", "postgres")
+        record(Figures(
+            "S5 server restart", backend, jobs=report.acked, faults=len(faults), lost=len(lost),
+            stuck=app.stats()["running"], duplicates=report.duplicates, ambiguous=report.refused,
+            seconds=round(time.monotonic() - began, 1), **recovery(recoveries),
+            note=f"private server stopped and restarted {len(faults)} times; {report.refused} enqueues refused "
+                 f"with BackendUnavailable (slowest {report.slowest_refusal:.1f}s)",
+        ))
         return report
     finally:
         app.stop(timeout=5)
