@@ -59,13 +59,15 @@ class Figures:
     seconds: float = 0.0
     note: str = ""
     command: str = ""
+    test: str = ""  # the pytest node id, so the report can show the test's outcome beside its figures
 
 
 def record(figures: Figures) -> Figures:
     """Print the figures (pytest -s shows them) and append them to $ERRANDS_FAULT_RESULTS."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    figures.test = figures.test or current.rsplit(" ", 1)[0]
     if not figures.command:
-        figures.command = (f"ERRANDS_FAULT_SCALE={SCALE:g} ERRANDS_FAULT_BACKENDS={figures.backend} "
-                           f"python -m pytest {os.environ.get('PYTEST_CURRENT_TEST', '').split('::')[0] or 'tests/faults'}")
+        figures.command = f"ERRANDS_FAULT_SCALE={SCALE:g} python -m pytest '{figures.test or 'tests/faults'}'"
     print(f"\n{figures}")
     target = os.environ.get("ERRANDS_FAULT_RESULTS")
     if target:
