@@ -16,7 +16,7 @@ from click.testing import CliRunner
 # the checkout being documented, not whichever errands the environment has installed
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from errands.cli import main  # noqa: E402
+from errands.cli import main
 
 _MARKER = re.compile(r"<!-- errands-help: ?([a-z -]*?) ?-->")
 
