@@ -24,7 +24,7 @@ from .context import JobContext, _current
 from .errors import SerializationError, UnknownJob
 from .retry import decide
 from .encryption import open_arguments, seal_result
-from .serialization import encode_value
+from .serialization import decode_meta, encode_value
 from .worker.executor import format_error
 
 if TYPE_CHECKING:
@@ -42,11 +42,12 @@ def run_claim(app: Errands, claim: Claim, reporter: Reporter) -> tuple[Outcome, 
     try:
         job = app.handler(claim.name)
         args, kwargs = open_arguments(claim.args, claim.kwargs, app.settings)
+        meta = decode_meta(claim.meta)
     except (UnknownJob, SerializationError) as exc:  # as the executor: such a job can never run
         outcome = Outcome(claim.id, claim.token, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
         reporter.finished(claim, outcome)
         return outcome, exc
-    context = JobContext(claim.id, claim.name, claim.queue, claim.attempts, claim.max_attempts)
+    context = JobContext(claim.id, claim.name, claim.queue, claim.attempts, claim.max_attempts, meta)
     error: BaseException | None = None
     try:
         result = _call(job.func, job.is_async, args, kwargs, context)

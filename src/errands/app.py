@@ -21,12 +21,12 @@ from .backends import open_backend, redact_url
 from .backends.base import Backend, Capability, JobQuery, NewJob
 from .config import Settings, check_job_name
 from .encryption import seal_arguments
-from .errors import ConfigurationError, UnknownJob
+from .errors import ConfigurationError, SerializationError, UnknownJob
 from .events import EventBus, JobEnqueued
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
 from .retry import BackoffLike, as_backoff
 from .scheduler import PeriodicSpec
-from .serialization import encode_arguments
+from .serialization import encode_arguments, encode_meta, payload_size
 from .spool import Spool
 
 if TYPE_CHECKING:
@@ -191,15 +191,19 @@ class Errands:
         run_at = _checked_run_at(at) if at is not None else None
         seconds = _checked_delay(delay) if at is None else 0.0
         options, limit = job.options, self.settings.max_payload_bytes
+        meta = encode_meta(options.meta)
         new_jobs = []
         for args, kwargs in calls:
             args_text, kwargs_text = encode_arguments(args, kwargs, limit)
+            if meta is not None and payload_size(args_text, kwargs_text, meta) > limit:
+                raise SerializationError(f"arguments and meta take {payload_size(args_text, kwargs_text, meta)} "
+                                         f"bytes, above max_payload_bytes={limit}")
             if options.encrypt:  # the store never holds the plaintext (errands.encryption)
                 args_text, kwargs_text = seal_arguments(args_text, kwargs_text, self.settings)
             new_jobs.append(NewJob(
                 id=job_id or new_id(), name=job.name, queue=options.queue, args=args_text, kwargs=kwargs_text,
                 max_attempts=options.max_attempts, priority=options.priority, run_at=run_at, delay=seconds,
-                unique_key=options.unique_key, timeout=options.timeout,
+                unique_key=options.unique_key, timeout=options.timeout, meta=meta,
             ))
         spooled = False
         if self._spool is not None and self._connection.get() is None:  # a transaction's errors propagate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ErrandsError
 
@@ -13,11 +14,20 @@ __all__ = ["JobContext", "current_job"]
 
 @dataclass
 class JobContext:
+    """The running job as its handler sees it: ``current_job().id``, ``.attempt`` (1 on the first
+    run), ``.meta`` (the metadata given at enqueue, ``{}`` for none), ``.cancelled``.
+
+    >>> @app.job()
+    ... def report(day: str) -> None:
+    ...     tenant = errands.current_job().meta.get("tenant")
+    """
+
     id: str
     name: str
     queue: str
     attempt: int
     max_attempts: int
+    meta: dict[str, Any] = field(default_factory=dict)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

@@ -16,7 +16,7 @@ from .config import MAX_UNIQUE_KEY, check_queue_name
 from .encryption import check_available, is_sealed, reveal
 from .errors import ConfigurationError, SerializationError
 from .retry import Backoff, Exponential, as_backoff
-from .serialization import check_text, decode_arguments, decode_value
+from .serialization import check_text, decode_arguments, decode_meta, decode_value, encode_meta
 
 if TYPE_CHECKING:
     from .app import Errands
@@ -53,6 +53,7 @@ class JobInfo:
     worker_id: str | None = None
     cancel_requested: bool = False
     encrypted: bool = False  # stored as ciphertext: args/result redacted unless decrypted
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: JobRecord, decrypt: Settings | None = None) -> JobInfo:
@@ -69,6 +70,11 @@ class JobInfo:
             args, kwargs = [], {}
             error = error or f"SerializationError: {exc}"
         try:
+            meta = decode_meta(record.meta)
+        except SerializationError as exc:
+            meta = {}
+            error = error or f"SerializationError: {exc}"
+        try:
             result = decode_value(record.result)
         except SerializationError:
             result = record.result
@@ -83,7 +89,7 @@ class JobInfo:
             started_at=_datetime(record.started_at), finished_at=_datetime(record.finished_at),
             result=result, error=error, unique_key=record.unique_key, timeout=record.timeout,
             worker_id=record.worker_id, cancel_requested=bool(record.cancel_requested),
-            encrypted=encrypted,
+            encrypted=encrypted, meta=meta,
         )
 
 
@@ -110,7 +116,9 @@ MAX_TIMEOUT = 7 * 86400.0
 class JobOptions:
     """Per-job options. ``retries`` is how many times a failed attempt is retried, so a job runs
     at most ``retries + 1`` times. Higher ``priority`` runs first (-100..100).
-    ``encrypt`` stores the arguments and the result encrypted (``errands.encryption``)."""
+    ``encrypt`` stores the arguments and the result encrypted (``errands.encryption``). ``meta``
+    is a JSON object stored with each job, in clear (``JobInfo.meta``, ``current_job().meta``);
+    its size counts against ``max_payload_bytes``."""
 
     queue: str = "default"
     retries: int = 5
@@ -119,6 +127,7 @@ class JobOptions:
     unique_key: str | None = None
     backoff: Backoff = field(default_factory=Exponential)
     encrypt: bool = False
+    meta: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
@@ -150,6 +159,9 @@ class JobOptions:
                 check_text(self.unique_key, "unique_key")
             except SerializationError as exc:
                 raise ConfigurationError(f"invalid unique_key: {exc}") from None
+        if self.meta is not None:
+            encode_meta(self.meta)  # refuse what JSON can't carry now, not at each enqueue
+            object.__setattr__(self, "meta", dict(self.meta))  # a copy: the caller's dict may change
 
     @property
     def max_attempts(self) -> int:
@@ -221,7 +233,11 @@ class JobFunction(Generic[P, R]):
 
     def with_options(self, **options: Any) -> JobFunction[P, R]:
         """A copy that enqueues with other options: ``queue``, ``priority``, ``unique_key``,
-        ``retries``, ``timeout``, ``backoff``."""
+        ``retries``, ``timeout``, ``backoff``, ``encrypt``, ``meta`` (a dict stored with the job,
+        replacing any given before; what JSON can't carry is a ``SerializationError``).
+
+        >>> send_welcome.with_options(queue="mail", meta={"tenant": "acme"}).perform(42)
+        """
         return JobFunction(self.app, self.func, self.name, self.options.merge(**options))
 
     def perform(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:

@@ -17,7 +17,10 @@ from typing import Any
 
 from .errors import SerializationError
 
-__all__ = ["MAX_DEPTH", "check_text", "decode_arguments", "decode_value", "encode_arguments", "encode_value"]
+__all__ = [
+    "MAX_DEPTH", "check_text", "decode_arguments", "decode_meta", "decode_value", "encode_arguments",
+    "encode_meta", "encode_value", "payload_size",
+]
 
 MAX_DEPTH = 200
 
@@ -125,3 +128,37 @@ def _bytes_to_str(raw: bytes | bytearray, what: str) -> str:
         return bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SerializationError(f"stored {what} are not valid UTF-8: {exc}") from None
+
+
+def encode_meta(meta: Mapping[str, Any] | None) -> str | None:
+    """Validate and encode a job's metadata (a JSON object with str keys); None when empty, so a
+    job without metadata stores nothing."""
+    if meta is None:
+        return None
+    if not isinstance(meta, Mapping):
+        raise SerializationError(f"meta must be a dict with str keys, got {type(meta).__name__}", "meta")
+    if not meta:
+        return None
+    value = dict(meta)
+    _check(value, "meta", 0)
+    return _encoder.encode(value)
+
+
+def decode_meta(text: Any) -> dict[str, Any]:
+    """A stored record's metadata as a dict ({} for none); ``SerializationError`` when it is not
+    a JSON object (written by hand, or corrupt)."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, (bytes, bytearray)):
+        text = _bytes_to_str(text, "meta")
+    if not isinstance(text, str):
+        raise SerializationError("stored meta is not JSON text")
+    value = decode_value(text)
+    if not isinstance(value, dict):
+        raise SerializationError(f"stored meta must be a JSON object, found {type(value).__name__}")
+    return value
+
+
+def payload_size(*texts: str | None) -> int:
+    """UTF-8 bytes of the stored JSON texts of one job, counted against ``max_payload_bytes``."""
+    return sum(_utf8_len(text) for text in texts if text is not None)

@@ -136,7 +136,8 @@ def test_schema_version_is_recorded_and_reopening_is_idempotent(db_path: Path) -
         assert again.get("kept") is not None
         again.close()
     conn = raw(db_path)
-    assert conn.execute("SELECT value FROM errands_meta WHERE name = 'schema_version'").fetchall() == [("2",)]
+    latest = str(sqlite_module._MIGRATIONS[-1].version)
+    assert conn.execute("SELECT value FROM errands_meta WHERE name = 'schema_version'").fetchall() == [(latest,)]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"errands_jobs", "errands_meta", "errands_workers"} <= tables
     assert all(name.startswith(("errands_", "sqlite_")) for name in tables)

@@ -131,6 +131,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             expires_at DOUBLE NOT NULL, KEY expires_at (expires_at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ), "jobs and worker tables with their indexes"),
+    Migration(2, (
+        # JSON object text a producer attaches to a job (trace context, workflow links); NULL
+        # means {}. MySQL commits DDL on its own, so a crash after the ALTER and before the
+        # version is recorded must be redoable, and MySQL 8 has no ADD COLUMN IF NOT EXISTS
+        # (MariaDB has): the ALTER runs only when information_schema lacks the column.
+        (f"SET @errands_ddl = (SELECT IF(COUNT(*) = 0, 'ALTER TABLE {TABLE} ADD COLUMN meta LONGTEXT NULL', "
+         f"'DO 0') FROM information_schema.columns WHERE table_schema = DATABASE() "
+         f"AND table_name = '{TABLE}' AND column_name = 'meta')"),
+        "PREPARE errands_ddl FROM @errands_ddl",
+        "EXECUTE errands_ddl",
+        "DEALLOCATE PREPARE errands_ddl",
+    ), "job metadata"),
 )
 
 # statements ---------------------------------------------------------------------------------------
@@ -146,7 +158,7 @@ INSERT = (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join
           "ON DUPLICATE KEY UPDATE id = id")
 
 # What a claim reads of each job it locks (claims_from_rows' order, less the token).
-CLAIM_COLUMNS = "id, name, queue, args, kwargs, attempts, max_attempts, timeout, priority, run_at"
+CLAIM_COLUMNS = "id, name, queue, args, kwargs, attempts, max_attempts, timeout, priority, run_at, meta"
 _ORDER = "ORDER BY neg_priority, run_at, id"
 # FORCE INDEX pins each plan: a locking read that fell back to a filesort would lock every row it
 # sorts, not the LIMIT it returns, and a statement fails loudly if its index goes missing.
@@ -461,7 +473,7 @@ def claim_row(row: Sequence[Any], nonce: str) -> tuple[Any, ...]:
     wrote it (nonce + id)."""
     job_id = text(row[0])
     return (job_id, text(row[1]), text(row[2]), row[3], row[4], int(row[5]) + 1, int(row[6]), nonce + job_id,
-            row[7], int(row[8]), float(row[9]))
+            row[7], int(row[8]), float(row[9]), row[10])
 
 
 def record(row: Sequence[Any]) -> JobRecord:

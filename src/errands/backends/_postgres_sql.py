@@ -34,7 +34,7 @@ LOCK = "LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
 # looking each id up by primary key.
 FENCE = "j.id = c.id AND j.token = c.token"
 CLAIMED = ("j.id, j.name, j.queue, j.args, j.kwargs, j.attempts, j.max_attempts, j.token, j.timeout, "
-           "j.priority, j.run_at")  # claims_from_rows() reads these, in this order
+           "j.priority, j.run_at, j.meta")  # claims_from_rows() reads these, in this order
 FINISHED = "state IN ('succeeded', 'failed')"
 LOST = "'worker lost while running (attempt ' || j.attempts || '/' || j.max_attempts || ')'"
 
@@ -80,6 +80,11 @@ def _migrations(t: str, w: str) -> tuple[Migration, ...]:
                 last_seen float8 NOT NULL, running text NOT NULL, processed bigint NOT NULL,
                 expires_at float8 NOT NULL)""",
         ), "jobs and worker tables with their indexes"),
+        Migration(2, (
+            # JSON object text a producer attaches to a job (trace context, workflow links); NULL
+            # means {}. A nullable column without a default: a catalog change, no table rewrite.
+            f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS meta text",
+        ), "job metadata"),
     )
 
 
@@ -113,12 +118,12 @@ class Statements:
         return (
             f"WITH new AS (SELECT u.*, {NOW} AS now FROM unnest(%s::text[], %s::text[], %s::text[], "
             "%s::text[], %s::text[], %s::int[], %s::int[], %s::float8[], %s::float8[], %s::text[], "
-            "%s::float8[]) AS u(id, name, queue, args, kwargs, max_attempts, priority, at, delay, "
-            "unique_key, timeout)), "
+            "%s::float8[], %s::text[]) AS u(id, name, queue, args, kwargs, max_attempts, priority, at, "
+            "delay, unique_key, timeout, meta)), "
             f"ins AS (INSERT INTO {self.jobs} (id, name, queue, args, kwargs, state, max_attempts, "
-            "priority, run_at, created_at, unique_key, timeout) "
+            "priority, run_at, created_at, unique_key, timeout, meta) "
             f"SELECT id, name, queue, args, kwargs, CASE WHEN {due} > now THEN 'scheduled' ELSE "
-            f"'available' END, max_attempts, priority, {due}, now, unique_key, timeout FROM new "
+            f"'available' END, max_attempts, priority, {due}, now, unique_key, timeout, meta FROM new "
             "ON CONFLICT DO NOTHING RETURNING id, queue, state), "
             "ready AS (SELECT queue FROM ins WHERE state = 'available') "
             f"SELECT id, {self._notify('ready')} FROM ins"
@@ -129,9 +134,9 @@ class Statements:
         """``enqueue`` for a single job with scalar parameters: adapting eleven one-element arrays
         cost more client time than the statement itself (bench/README.md)."""
         one = ("(VALUES (%s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::int, %s::float8, "
-               "%s::float8, %s::text, %s::float8))")
+               "%s::float8, %s::text, %s::float8, %s::text))")
         batch = ("unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[], "
-                 "%s::float8[], %s::float8[], %s::text[], %s::float8[])")
+                 "%s::float8[], %s::float8[], %s::text[], %s::float8[], %s::text[])")
         assert batch in self.enqueue
         return self.enqueue.replace(batch, one)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from .base import JobRecord
 
-__all__ = ["escape_queue", "head_score", "integer", "job_record", "json_text", "number", "optional_text", "text"]
+__all__ = ["escape_queue", "head_score", "integer", "job_record", "json_text", "number", "optional_json",
+           "optional_text", "text"]
 
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -45,6 +46,11 @@ def json_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def optional_json(value: Any) -> str | None:
+    """``json_text`` of a field that may be absent (a job's ``meta``): None when missing or empty."""
+    return None if value in (None, b"", "") else json_text(value)
+
+
 def number(value: Any) -> float | None:
     try:
         return float(value) if value not in (None, b"") else None
@@ -69,6 +75,7 @@ def job_record(fields: Mapping[bytes, bytes], job_id: str, queue: str) -> JobRec
         result=optional_text(g(b"result")), error=optional_text(g(b"error")),
         unique_key=optional_text(g(b"unique_key")), timeout=number(g(b"timeout")),
         worker_id=optional_text(g(b"worker_id")), cancel_requested=g(b"cancel") == b"1",
+        meta=optional_json(g(b"meta")),
     )
 
 

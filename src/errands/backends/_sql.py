@@ -72,13 +72,13 @@ ACTIVE_SQL = "('scheduled', 'available', 'running')"
 JOB_COLUMNS: tuple[str, ...] = (
     "id", "name", "queue", "args", "kwargs", "state", "attempts", "max_attempts", "priority",
     "run_at", "created_at", "started_at", "finished_at", "result", "error", "unique_key",
-    "timeout", "worker_id", "cancel_requested",
+    "timeout", "worker_id", "cancel_requested", "meta",
 )
 
 # What enqueue writes, in the order ``insert_row`` produces.
 INSERT_COLUMNS: tuple[str, ...] = (
     "id", "name", "queue", "args", "kwargs", "state", "max_attempts", "priority", "run_at",
-    "created_at", "unique_key", "timeout",
+    "created_at", "unique_key", "timeout", "meta",
 )
 _UNIQUE_KEY_AT = INSERT_COLUMNS.index("unique_key")
 
@@ -107,7 +107,7 @@ def insert_row(new: NewJob, now: float) -> tuple[Any, ...]:
     run_at = new.run_at if new.run_at is not None else now + new.delay
     state = _SCHEDULED if run_at > now else _AVAILABLE
     return (new.id, new.name, new.queue, new.args, new.kwargs, state, new.max_attempts, new.priority,
-            run_at, now, new.unique_key, new.timeout)
+            run_at, now, new.unique_key, new.timeout, new.meta)
 
 
 def settle_row(outcome: Outcome, now: float) -> tuple[Any, ...]:
@@ -150,22 +150,25 @@ def _time(value: Any) -> float | None:
 
 
 def claims_from_rows(rows: list[Any]) -> list[Claim]:
-    """Claims from claim rows (Claim's fields in order, then ``run_at`` as a number), best first:
-    ``RETURNING`` gives rows in no particular order, and memory.py hands them out in claim order."""
+    """Claims from claim rows (Claim's fields up to ``priority`` in order, then ``run_at`` as a
+    number, then ``meta``), best first: ``RETURNING`` gives rows in no particular order, and
+    memory.py hands them out in claim order."""
     if len(rows) > 1:
         rows.sort(key=lambda r: (-r[9], r[10], str(r[0])))
-    return [Claim(*row[:10]) for row in rows]
+    return [Claim(id=row[0], name=row[1], queue=row[2], args=row[3], kwargs=row[4], attempts=row[5],
+                  max_attempts=row[6], token=row[7], timeout=row[8], priority=row[9], meta=row[11])
+            for row in rows]
 
 
 def record_from_row(row: Sequence[Any]) -> JobRecord:
     """A ``SELECT`` of ``JOB_COLUMNS`` as a JobRecord. Never raises on odd values: numbers that
     aren't become 0/None, and text that isn't UTF-8 stays bytes for the facade's decoder."""
     (id_, name, queue, args, kwargs, state, attempts, max_attempts, priority, run_at, created_at,
-     started_at, finished_at, result, error, unique_key, timeout, worker_id, cancel) = row
+     started_at, finished_at, result, error, unique_key, timeout, worker_id, cancel, meta) = row
     return JobRecord(
         id_, name, queue, args, kwargs, state, _int(attempts), _int(max_attempts), _int(priority),
         _time(run_at), _time(created_at), _time(started_at), _time(finished_at), result, error,
-        unique_key, _time(timeout), worker_id, bool(cancel) if isinstance(cancel, int) else False,
+        unique_key, _time(timeout), worker_id, bool(cancel) if isinstance(cancel, int) else False, meta,
     )
 
 

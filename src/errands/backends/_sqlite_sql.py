@@ -57,6 +57,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         # key (now) appends at the right edge, so a settle pays one cheap index insert.
         f"CREATE INDEX errands_jobs_finished ON {TABLE} (finished_at) WHERE {FINISHED}",
     ), "worker registry; finished jobs by time"),
+    Migration(3, (
+        # JSON object text a producer attaches to a job (trace context, workflow links); NULL
+        # means {}. Transactional with the version bump, so a crash midway leaves version 2.
+        f"ALTER TABLE {TABLE} ADD COLUMN meta TEXT",
+    ), "job metadata"),
 )
 
 # statements ---------------------------------------------------------------------------------------
@@ -71,7 +76,7 @@ PROMOTE = (f"UPDATE {TABLE} SET state = 'available' WHERE rowid IN (SELECT rowid
 # the wrong type (the worker fails such a job; the claim must not fail).
 CLAIM_COLUMNS = ("id, name, queue, args, kwargs, attempts, CAST(max_attempts AS INTEGER), token, "
                  "CASE WHEN typeof(timeout) IN ('integer', 'real') THEN timeout END, "
-                 "CAST(priority AS INTEGER), IFNULL(CAST(run_at AS REAL), 0.0)")
+                 "CAST(priority AS INTEGER), IFNULL(CAST(run_at AS REAL), 0.0), meta")
 CLAIM_SET = ("state = 'running', attempts = CAST(attempts AS INTEGER) + 1, lease_until = ?1, "
              "started_at = ?2, worker_id = ?3, cancel_requested = 0")
 SETTLE = (f"UPDATE {TABLE} SET state = ?1, run_at = COALESCE(?2, run_at), "

@@ -86,6 +86,7 @@ class NewJob:
     delay: float = 0.0
     unique_key: str | None = None
     timeout: float | None = None
+    meta: str | None = None  # JSON object text (tracing context, workflow links); None means {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class Claim:
     token: str
     timeout: float | None = None
     priority: int = 0
+    meta: str | None = None  # as stored by NewJob.meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,7 @@ class JobRecord:
     timeout: float | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    meta: str | None = None  # as stored by NewJob.meta
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,7 @@ class MemoryBackend(Backend):
                     id=new.id, name=new.name, queue=new.queue, args=new.args, kwargs=new.kwargs,
                     state="new", attempts=0, max_attempts=new.max_attempts, priority=new.priority,
                     run_at=run_at, created_at=now, unique_key=new.unique_key, timeout=new.timeout,
+                    meta=new.meta,
                 )
                 job = _Job(record)
                 self._jobs[new.id] = job
@@ -174,7 +175,7 @@ class MemoryBackend(Backend):
                 record = job.record
                 claims.append(
                     Claim(record.id, record.name, record.queue, record.args, record.kwargs, record.attempts,
-                          record.max_attempts, token, record.timeout, record.priority)
+                          record.max_attempts, token, record.timeout, record.priority, record.meta)
                 )
         return claims
 

@@ -358,12 +358,12 @@ class PostgresBackend(Backend):
         if len(jobs) == 1:
             j = jobs[0]
             return self.sql.enqueue_one, (j.id, j.name, j.queue, j.args, j.kwargs, j.max_attempts, j.priority,
-                                          j.run_at, float(j.delay), j.unique_key, j.timeout)
+                                          j.run_at, float(j.delay), j.unique_key, j.timeout, j.meta)
         return self.sql.enqueue, (
             [j.id for j in jobs], [j.name for j in jobs], [j.queue for j in jobs], [j.args for j in jobs],
             [j.kwargs for j in jobs], [j.max_attempts for j in jobs], [j.priority for j in jobs],
             _floats([j.run_at for j in jobs]), _floats([j.delay for j in jobs]),
-            [j.unique_key for j in jobs], _floats([j.timeout for j in jobs]),
+            [j.unique_key for j in jobs], _floats([j.timeout for j in jobs]), [j.meta for j in jobs],
         )
 
     def _answer_skipped(self, conn: Connection, jobs: Sequence[NewJob], created: set[str]) -> list[Enqueued]:

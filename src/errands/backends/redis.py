@@ -63,6 +63,7 @@ from ._redis_codec import head_score as _head_score
 from ._redis_codec import integer as _int
 from ._redis_codec import job_record as _record
 from ._redis_codec import json_text as _json_text
+from ._redis_codec import optional_json as _optional_json
 from ._redis_codec import number as _float
 from ._redis_codec import text as _s
 from ._redis_registry import RedisRegistry
@@ -299,7 +300,7 @@ class RedisBackend(RedisRegistry, Backend):
         queues, args = _by_queue([(job.queue, (
             job.id, job.name, job.queue, job.args, job.kwargs, job.max_attempts, job.priority,
             _arg(None if job.run_at is None else repr(float(job.run_at))), repr(float(job.delay)),
-            _arg(job.unique_key), "" if job.timeout is None else repr(float(job.timeout)),
+            _arg(job.unique_key), "" if job.timeout is None else repr(float(job.timeout)), _arg(job.meta),
         )) for job in jobs])
         # The known-queue set lives outside the queues' hash tags, so the script can't add to it:
         # each process adds its queues once a minute (so a lost set heals), not on every enqueue.
@@ -338,10 +339,11 @@ class RedisBackend(RedisRegistry, Backend):
         if corrupt:
             self.corrupt += corrupt
             logger.error("failed %d job(s) whose stored record is corrupt", corrupt)
-        rows = (flat[i:i + 10] for i in range(0, len(flat), 10))  # see claim.lua for the fields
+        rows = (flat[i:i + 11] for i in range(0, len(flat), 11))  # see claim.lua for the fields
         return [Claim(id=_s(f[0]), name=_s(f[1]), queue=queues[int(f[9]) - 1], args=_json_text(f[2]),
                       kwargs=_json_text(f[3]), attempts=int(f[4]), max_attempts=int(f[5]), token=_s(f[6]),
-                      timeout=_float(f[7]), priority=_int(f[8], 0)) for f in rows]
+                      timeout=_float(f[7]), priority=_int(f[8], 0), meta=_optional_json(f[10]))
+                for f in rows]
 
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
         if not claims:

@@ -26,7 +26,7 @@ from ..context import JobContext, _current
 from ..errors import JobTimeout, SerializationError, UnknownJob
 from ..retry import decide
 from ..encryption import open_arguments, seal_result
-from ..serialization import encode_value
+from ..serialization import decode_meta, encode_value
 from .pool import ElasticPool
 
 if TYPE_CHECKING:
@@ -107,11 +107,12 @@ class Executor:
             job = self.app.handler(claim.name)
             _check_stored_size(claim, self.app.settings.max_payload_bytes)
             args, kwargs = open_arguments(claim.args, claim.kwargs, self.app.settings)  # decrypts if sealed
+            meta = decode_meta(claim.meta)
         except (UnknownJob, SerializationError) as exc:
             logger.error("job %s (%s) can't run: %s", claim.id, claim.name, exc)
             self.on_done(claim, Outcome(claim.id, claim.token, JobState.FAILED, error=f"{type(exc).__name__}: {exc}"))
             return
-        context = JobContext(claim.id, claim.name, claim.queue, claim.attempts, claim.max_attempts)
+        context = JobContext(claim.id, claim.name, claim.queue, claim.attempts, claim.max_attempts, meta)
         running = _Running(claim, job, args, kwargs, context)
         timeout = claim.timeout if claim.timeout is not None else job.options.timeout
         with self._lock:

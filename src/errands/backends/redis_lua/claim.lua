@@ -2,8 +2,8 @@
 -- first across every queue given (priority, then run_at, then id).
 -- ARGV[4..8]: limit, lease seconds, worker id, nonce (fresh per call), promotion limit
 -- ARGV[9..]: the queue names, in KEYS order (each claim's token names its queue)
--- Returns {claims, skipped, corrupt, errors}; claims is flat, 10 fields per claim:
---   id, name, args, kwargs, attempts, max_attempts, token, timeout, priority, queue index
+-- Returns {claims, skipped, corrupt, errors}; claims is flat, 11 fields per claim:
+--   id, name, args, kwargs, attempts, max_attempts, token, timeout, priority, queue index, meta
 local limit, lease, worker, nonce = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local promote_limit = tonumber(ARGV[8])
 local good, errs = check_all()
@@ -18,7 +18,7 @@ local claims, n = {}, 0
 local function take(qi, id)
   local base = KEYS[qi]
   local key = base .. 'job:' .. id
-  local f = read(key, 'attempts', 'max_attempts', 'name', 'args', 'kwargs', 'timeout', 'priority')
+  local f = read(key, 'attempts', 'max_attempts', 'name', 'args', 'kwargs', 'timeout', 'priority', 'meta')
   if not f then
     unindex(base, id, 'available')
     skipped = skipped + 1
@@ -44,7 +44,7 @@ local function take(qi, id)
     'worker_id', worker, 'cancel', 0, 'token', token)
   place(base, id, 'available', 'running', NOW + lease)
   local c = {id, f[4] or '', f[5] or '', f[6] or '', attempts, tonumber(f[3]), token, f[7] or '',
-             f[8] or '', qi}
+             f[8] or '', qi, f[9] or ''}
   for _, v in ipairs(c) do claims[#claims + 1] = v end
 end
 

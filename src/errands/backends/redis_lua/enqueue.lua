@@ -1,12 +1,13 @@
 -- enqueue: store a batch of new jobs, all or none.
--- ARGV[4..]: 12 per job: queue index, id, name, queue, args, kwargs, max_attempts, priority,
---            run_at ("" or "=" .. epoch seconds), delay, unique_key ("" or "=" .. key), timeout
+-- ARGV[4..]: 13 per job: queue index, id, name, queue, args, kwargs, max_attempts, priority,
+--            run_at ("" or "=" .. epoch seconds), delay, unique_key ("" or "=" .. key), timeout,
+--            meta ("" or "=" .. JSON object text)
 -- Returns {1, {id, created, ...}} or {0, message} when a queue's keys are unusable.
 local good, errs = check_all()
 if #errs > 0 then return {0, errs[2]} end
 
 local out, woken = {}, {}
-for a = 4, #ARGV, 12 do
+for a = 4, #ARGV, 13 do
   local qi = tonumber(ARGV[a])
   local base = KEYS[qi]
   local id = ARGV[a + 1]
@@ -34,6 +35,8 @@ for a = 4, #ARGV, 12 do
       'kwargs', ARGV[a + 5], 'state', state, 'attempts', 0, 'max_attempts', ARGV[a + 6],
       'priority', ARGV[a + 7], 'run_at', fmt(run_at), 'created_at', fmt(NOW))
     if ARGV[a + 11] ~= '' then redis.call('HSET', key, 'timeout', ARGV[a + 11]) end
+    local meta = opt(ARGV[a + 12])
+    if meta then redis.call('HSET', key, 'meta', meta) end
     if uk then
       redis.call('HSET', key, 'unique_key', uk)
       redis.call('HSET', base .. 'unique', uk, id)
