@@ -22,6 +22,7 @@ from ._states import JobState
 from .backends.base import Claim, Outcome
 from .context import JobContext, _current
 from .errors import SerializationError, UnknownJob
+from .middleware import around_run
 from .retry import decide
 from .encryption import open_arguments, seal_result
 from .serialization import decode_meta, encode_value
@@ -50,7 +51,8 @@ def run_claim(app: Errands, claim: Claim, reporter: Reporter) -> tuple[Outcome, 
     context = JobContext(claim.id, claim.name, claim.queue, claim.attempts, claim.max_attempts, meta)
     error: BaseException | None = None
     try:
-        result = _call(job.func, job.is_async, args, kwargs, context)
+        with around_run(app.middleware, context):
+            result = _call(job.func, job.is_async, args, kwargs, context)
         encoded = seal_result(encode_value(result, "result"), claim.args, app.settings)
         outcome = Outcome(claim.id, claim.token, JobState.SUCCEEDED, result=encoded)
     except (Exception, SystemExit) as exc:  # noqa: BLE001  # any error fails the attempt; sys.exit() too

@@ -11,7 +11,7 @@ import contextvars
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -24,6 +24,7 @@ from .encryption import seal_arguments
 from .errors import ConfigurationError, SerializationError, UnknownJob
 from .events import EventBus, JobEnqueued
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
+from .middleware import Enqueue, Middleware, around_enqueue
 from .retry import BackoffLike, as_backoff
 from .scheduler import PeriodicSpec
 from .serialization import encode_arguments, encode_meta, payload_size
@@ -56,9 +57,13 @@ class Errands:
     """
 
     def __init__(
-        self, url: str | None = None, *, lease: float | None = None, store: str | None = None, **options: Any
+        self, url: str | None = None, *, lease: float | None = None, store: str | None = None,
+        middleware: Iterable[Middleware] = (), **options: Any
     ) -> None:
         self.settings = Settings.build(url, lease=lease, store=store, **options)
+        self.middleware: list[Middleware] = []  # hooks around enqueue and each run (errands.middleware)
+        for item in middleware:
+            self.add_middleware(item)
         self.registry: dict[str, JobFunction[Any, Any]] = {}
         self.periodics: list[PeriodicSpec] = []
         self._backend: Backend | None = None
@@ -73,6 +78,13 @@ class Errands:
 
     def __repr__(self) -> str:
         return f"<Errands {redact_url(self.settings.url)}>"
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run ``middleware``'s hooks around every enqueue and every attempt, inside those added
+        before it (``errands.middleware``; tracing: ``errands.contrib.opentelemetry``)."""
+        if not isinstance(middleware, Middleware):
+            raise ConfigurationError(f"middleware must subclass errands.middleware.Middleware, got {middleware!r}")
+        self.middleware = [*self.middleware, middleware]  # a new list: worker threads may be walking the old
 
     # backend ---------------------------------------------------------------------------------
     @property
@@ -190,8 +202,20 @@ class Errands:
             return []
         run_at = _checked_run_at(at) if at is not None else None
         seconds = _checked_delay(delay) if at is None else 0.0
+        if not self.middleware:
+            return self._store(job, calls, job.options.meta, run_at, seconds, job_id)
+        enqueue = Enqueue(job.name, job.options.queue, len(calls), dict(job.options.meta or {}))
+        with around_enqueue(self.middleware, enqueue):  # a hook may add meta (a trace context)
+            handles = self._store(job, calls, enqueue.meta, run_at, seconds, job_id)
+            enqueue.ids = [handle.id for handle in handles]
+        return handles
+
+    def _store(
+        self, job: JobFunction[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+        meta_entries: Mapping[str, Any] | None, run_at: float | None, seconds: float, job_id: str | None,
+    ) -> list[JobHandle]:
         options, limit = job.options, self.settings.max_payload_bytes
-        meta = encode_meta(options.meta)
+        meta = encode_meta(meta_entries)
         new_jobs = []
         for args, kwargs in calls:
             args_text, kwargs_text = encode_arguments(args, kwargs, limit)

@@ -15,7 +15,7 @@ from ._states import JobState
 from .backends.base import Claim, Outcome
 from .errors import ConfigurationError, Fail, Retry, SerializationError, UnknownJob
 
-__all__ = ["Backoff", "BackoffLike", "Constant", "Exponential", "as_backoff", "decide"]
+__all__ = ["Backoff", "BackoffLike", "Constant", "Exponential", "as_backoff", "decide", "will_retry"]
 
 
 class Backoff(Protocol):
@@ -85,12 +85,18 @@ def as_backoff(value: BackoffLike) -> Backoff:
 _PERMANENT: tuple[type[BaseException], ...] = (Fail, SerializationError, UnknownJob)
 
 
+def will_retry(error: BaseException, attempt: int, max_attempts: int) -> bool:
+    """Whether an attempt that raised ``error`` is retried (``decide``'s rule, for observers such
+    as tracing middleware that see the exception before the outcome is settled)."""
+    return not isinstance(error, _PERMANENT) and attempt < max_attempts
+
+
 def decide(claim: Claim, error: BaseException, error_text: str, backoff: Backoff) -> Outcome:
     """Turn a failed attempt into an Outcome: retry after a backoff while attempts remain,
     otherwise fail (the dead-letter set)."""
     if isinstance(error, _PERMANENT):
         return Outcome(claim.id, claim.token, JobState.FAILED, error=error_text)
-    if claim.attempts >= claim.max_attempts:
+    if not will_retry(error, claim.attempts, claim.max_attempts):
         note = f"\n(attempt {claim.attempts}/{claim.max_attempts}: retries exhausted)"
         return Outcome(claim.id, claim.token, JobState.FAILED, error=error_text + note)
     delay = error.in_ if isinstance(error, Retry) and error.in_ is not None else backoff.delay(claim.attempts)

@@ -24,6 +24,7 @@ from .._states import JobState
 from ..backends.base import Claim, Outcome
 from ..context import JobContext, _current
 from ..errors import JobTimeout, SerializationError, UnknownJob
+from ..middleware import around_run
 from ..retry import decide
 from ..encryption import open_arguments, seal_result
 from ..serialization import decode_meta, encode_value
@@ -178,7 +179,8 @@ class Executor:
             running.thread_id = threading.get_ident()
         token = _current.set(running.context)
         try:
-            return running.job.func(*running.args, **running.kwargs), None
+            with around_run(self.app.middleware, running.context):  # on this thread: its spans nest
+                return running.job.func(*running.args, **running.kwargs), None
         except BaseException as exc:  # SystemExit, KeyboardInterrupt too: that job fails, the worker goes on
             return None, exc
         finally:
@@ -193,7 +195,8 @@ class Executor:
     async def _run_async(self, running: _Running) -> None:
         token = _current.set(running.context)
         try:
-            result = await running.job.func(*running.args, **running.kwargs)
+            with around_run(self.app.middleware, running.context):  # in this task: its spans nest
+                result = await running.job.func(*running.args, **running.kwargs)
             outcome = self._success(running, result)
         except asyncio.CancelledError as exc:
             if running.stop_reason == "cancel":
