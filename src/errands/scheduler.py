@@ -8,6 +8,7 @@ worker whose own clock is off neither fires early nor twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cronsim import CronSim, CronSimError
 
 from ._ids import deterministic_id
-from .backends.base import NewJob
+from .backends.base import Capability, NewJob
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -105,6 +106,13 @@ class Scheduler:
         self.specs = specs
         self.backend = backend
         self._last: float | None = None
+        # a backend that can't deduplicate (amqp:// without a store) would refuse the tick's unique
+        # key; it gets the job without one, and each worker running a scheduler fires each tick
+        self._unique = Capability.UNIQUE in backend.capabilities
+        if specs and not self._unique:
+            logger.warning("periodic jobs: %s can't deduplicate ticks, so every worker process fires each "
+                           "tick; run the periodic jobs on one worker, or give the backend a store",
+                           type(backend).__name__)
 
     def tick(self) -> int:
         if not self.specs:
@@ -115,6 +123,8 @@ class Scheduler:
             return 0
         # a scheduler that stalled fires only the latest missed tick of each job, not a burst
         due = [spec.new_job(ticks[-1]) for spec in self.specs if (ticks := spec.ticks(last, now))]
+        if not self._unique:
+            due = [dataclasses.replace(job, unique_key=None) for job in due]
         if not due:
             return 0
         created = sum(1 for result in self.backend.enqueue(due) if result.created)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -141,6 +142,65 @@ def _mysql_dump(url: str, backend: Backend) -> str:
         return repr(rows)
 
 
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+# queue names the suite uses: a test's work queues are deleted by these names (delay queues
+# expire by themselves; the session's last sweep removes whatever else a test declared)
+SUITE_QUEUES = ("default", "mail", "media", "ident", "alpha", "beta", "gamma", "mine", "theirs", "other", "cron")
+
+
+def _amqp_prefix(url: str) -> str:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["prefix"][0]
+
+
+def _amqp_messages(url: str) -> list[bytes]:
+    """Every message in this test's failed and work queues, browsed (taken unacked on a channel
+    that is then closed, so they go back in place)."""
+    import pika
+
+    prefix, bodies = _amqp_prefix(url), []
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+    try:
+        for name in [f"{prefix}.failed", *(f"{prefix}.q.{q}" for q in SUITE_QUEUES)]:
+            channel = connection.channel()
+            try:
+                channel.queue_declare(name, passive=True)
+                while (message := channel.basic_get(name))[0] is not None:
+                    bodies.append(message[2])
+            except pika.exceptions.ChannelClosedByBroker:
+                continue  # never declared by this test
+            if channel.is_open:
+                channel.close()
+    finally:
+        connection.close()
+    return bodies
+
+
+def _amqp_cleanup(url: str) -> None:
+    import pika
+
+    prefix = _amqp_prefix(url)
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
+    try:
+        channel = connection.channel()
+        for name in [f"{prefix}.failed", *(f"{prefix}.q.{q}" for q in SUITE_QUEUES)]:
+            channel.queue_delete(name)
+        channel.exchange_delete(f"{prefix}.jobs")
+    finally:
+        connection.close()  # an amqp+sqlite store is a file under tmp_path: nothing to drop
+
+
+def _amqp_url(tmp_path: Path, namespace: str, store: bool) -> str:
+    url = f"{AMQP}?prefix={namespace}"
+    if store:
+        url += "&store=" + urllib.parse.quote(f"sqlite:///{tmp_path / (namespace + '.db')}", safe="")
+    return url
+
+
+def _amqp_store_path(url: str) -> str:
+    store = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["store"][0]
+    return _sqlite_path(store)
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "memory": BackendSpec(url=lambda tmp_path, namespace: "memory://", dump=_memory_dump),
     "sqlite": BackendSpec(
@@ -154,6 +214,14 @@ BACKENDS: dict[str, BackendSpec] = {
                             dump=_postgres_dump),
     "mysql": BackendSpec(url=lambda tmp_path, namespace: f"mysql://root@127.0.0.1:3306/test?table_prefix={namespace}_",
                          cleanup=_mysql_cleanup, connect=_mysql_connect, dump=_mysql_dump),
+    "amqp": BackendSpec(url=lambda tmp_path, namespace: _amqp_url(tmp_path, namespace, store=False),
+                        cleanup=_amqp_cleanup, dump=lambda url, backend: repr(_amqp_messages(url))),
+    "amqp+sqlite": BackendSpec(
+        url=lambda tmp_path, namespace: _amqp_url(tmp_path, namespace, store=True), cleanup=_amqp_cleanup,
+        connect=lambda url: sqlite3.connect(_amqp_store_path(url), timeout=10),
+        dump=lambda url, backend: repr(_amqp_messages(url)) + _sqlite_dump(
+            "sqlite:///" + _amqp_store_path(url), backend),
+    ),
 }
 
 
@@ -185,7 +253,7 @@ def url(request: pytest.FixtureRequest, backend_spec: BackendSpec, tmp_path: Pat
     backend does not declare (the reason says which)."""
     namespace = f"t{uuid.uuid4().hex[:8]}"
     value = backend_spec.url(tmp_path, namespace)
-    declared = backend_class(value).capabilities
+    declared = backend_class(value).capabilities_for(value)
     for marker in request.node.iter_markers("requires"):
         for capability in marker.args:
             if Capability(capability) not in declared:

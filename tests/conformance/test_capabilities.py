@@ -9,12 +9,18 @@ from .conftest import BACKENDS
 
 C = Capability
 CAPABILITY_TABLE: dict[str, frozenset[Capability]] = {
-    "memory": frozenset({C.QUERIES, C.PUSH_WAKEUP}),
-    "sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES}),
-    "redis": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP}),
-    "postgres": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP}),
+    "memory": frozenset({C.QUERIES, C.PUSH_WAKEUP, C.PRIORITIES, C.UNIQUE}),
+    "sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PRIORITIES, C.UNIQUE}),
+    "redis": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP, C.PRIORITIES, C.UNIQUE}),
+    "postgres": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP,
+                           C.PRIORITIES, C.UNIQUE}),
     # no PUSH_WAKEUP: MySQL has no LISTEN/NOTIFY; idle workers poll an index probe (2-50 ms)
-    "mysql": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES}),
+    "mysql": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PRIORITIES, C.UNIQUE}),
+    # the broker alone: no records to query, no uniqueness; quorum queues deliver first in, first out
+    "amqp": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.PUSH_WAKEUP}),
+    # with a store (SQLite here): the store's capabilities, plus the broker's push, minus priority order
+    "amqp+sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP,
+                              C.UNIQUE}),
 }
 
 
@@ -22,7 +28,7 @@ def test_capability_table(backend_name: str, url: str) -> None:
     assert backend_name in CAPABILITY_TABLE, (
         f"{backend_name} is in BACKENDS but has no row in CAPABILITY_TABLE: add its declared capabilities"
     )
-    declared = frozenset(backend_class(url).capabilities)
+    declared = frozenset(backend_class(url).capabilities_for(url))
     assert declared == CAPABILITY_TABLE[backend_name], (
         f"{backend_name} declares {sorted(c.name for c in declared)}, "
         f"the table says {sorted(c.name for c in CAPABILITY_TABLE[backend_name])}"
@@ -35,6 +41,6 @@ def test_every_backend_has_a_table_row() -> None:
 
 
 def test_declared_capabilities_are_capabilities(backend_name: str, url: str) -> None:
-    declared = backend_class(url).capabilities
+    declared = backend_class(url).capabilities_for(url)
     assert isinstance(declared, frozenset)
     assert all(isinstance(c, Capability) for c in declared)

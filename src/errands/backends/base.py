@@ -31,7 +31,7 @@ import abc
 import builtins
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -68,6 +68,8 @@ class Capability(str, Enum):
     PERSISTENT = "persistent"  # jobs survive a restart of every process
     QUERIES = "queries"  # get_job / list_jobs / stats by state
     PUSH_WAKEUP = "push_wakeup"  # idle workers are woken, not only polled
+    PRIORITIES = "priorities"  # claim order follows priority (quorum queues deliver FIFO)
+    UNIQUE = "unique"  # unique_key and enqueue-by-existing-id return the existing job
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,12 @@ class Backend(abc.ABC):
         self.url = url
         self.settings = settings
 
+    @classmethod
+    def capabilities_for(cls, url: str) -> frozenset[Capability]:
+        """What a backend built from ``url`` can do, before building it (a paired backend's
+        answer depends on its URL's store)."""
+        return cls.capabilities
+
     # lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
         """Connect and run idempotent setup (schema, scripts). Safe to call twice."""
@@ -278,11 +286,23 @@ class Backend(abc.ABC):
         connection and leave its transaction open."""
 
     # worker ----------------------------------------------------------------------------------
+    def expect_work(self, queues: Collection[str], longest_timeout: float | None) -> None:
+        """Told by a worker at start: the queues its handlers use and its longest handler timeout
+        (None: a handler has none). A backend that must subscribe to queues by name (AMQP)
+        consumes these when asked for every queue, and checks server limits against the timeout."""
+
     @abc.abstractmethod
     def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
         """Atomically promote due scheduled jobs, then move up to ``limit`` available jobs of
         ``queues`` (None: every queue) to running: attempts += 1, a new token, a lease of
         ``lease`` seconds."""
+
+    def claim_ids(self, job_ids: Sequence[str], *, worker_id: str, lease: float) -> list[Claim]:
+        """Claim exactly these jobs, as ``claim`` would (attempts += 1, a new token, a lease), each
+        only if it is available or scheduled and due; others are left as they are and not
+        returned. Duplicates in ``job_ids`` claim once. A store paired with a broker (AMQP) claims
+        what the broker delivered this way, so a duplicate delivery can never run a job twice."""
+        raise NotSupported(f"{type(self).__name__} can't claim jobs by id")
 
     @abc.abstractmethod
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:

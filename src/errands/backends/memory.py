@@ -50,7 +50,7 @@ class _Job:
 
 
 class MemoryBackend(Backend):
-    capabilities = frozenset({Capability.QUERIES, Capability.PUSH_WAKEUP})
+    capabilities = frozenset({Capability.QUERIES, Capability.PUSH_WAKEUP, Capability.PRIORITIES, Capability.UNIQUE})
 
     def __init__(self, url: str, settings: object) -> None:
         super().__init__(url, settings)  # type: ignore[arg-type]
@@ -165,19 +165,30 @@ class MemoryBackend(Backend):
                 job = self._pop_best(queues)
                 if job is None:
                     break
-                record = job.record
-                token = secrets.token_hex(16)
-                self._move(
-                    job, _RUNNING, now, attempts=record.attempts + 1, started_at=now, worker_id=worker_id,
-                    cancel_requested=False,
-                )
-                job.token, job.lease_until = token, now + lease
-                record = job.record
-                claims.append(
-                    Claim(record.id, record.name, record.queue, record.args, record.kwargs, record.attempts,
-                          record.max_attempts, token, record.timeout, record.priority, record.meta)
-                )
+                claims.append(self._take(job, now, worker_id, lease))
         return claims
+
+    def claim_ids(self, job_ids: Sequence[str], *, worker_id: str, lease: float) -> list[Claim]:
+        now = self.now()
+        claims: list[Claim] = []
+        with self._lock:
+            for job_id in dict.fromkeys(job_ids):
+                job = self._jobs.get(job_id)
+                record = job.record if job is not None else None
+                if job is not None and record is not None and (
+                        record.state == _AVAILABLE or (record.state == _SCHEDULED and (record.run_at or 0) <= now)):
+                    claims.append(self._take(job, now, worker_id, lease))  # its stale heap entry is skipped later
+        return claims
+
+    def _take(self, job: _Job, now: float, worker_id: str, lease: float) -> Claim:
+        """Move one job to running under a new token (lock held)."""
+        token = secrets.token_hex(16)
+        self._move(job, _RUNNING, now, attempts=job.record.attempts + 1, started_at=now, worker_id=worker_id,
+                   cancel_requested=False)
+        job.token, job.lease_until = token, now + lease
+        record = job.record
+        return Claim(record.id, record.name, record.queue, record.args, record.kwargs, record.attempts,
+                     record.max_attempts, token, record.timeout, record.priority, record.meta)
 
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
         now = self.now()

@@ -102,7 +102,8 @@ class MysqlBackend(Backend):
     """
 
     capabilities = frozenset({Capability.TRANSACTIONAL_ENQUEUE, Capability.MULTI_PROCESS,
-                              Capability.PERSISTENT, Capability.QUERIES})
+                              Capability.PERSISTENT, Capability.QUERIES,
+                              Capability.PRIORITIES, Capability.UNIQUE})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)

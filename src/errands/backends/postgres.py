@@ -198,7 +198,8 @@ class PostgresBackend(Backend):
     """
 
     capabilities = frozenset({Capability.TRANSACTIONAL_ENQUEUE, Capability.MULTI_PROCESS,
-                              Capability.PERSISTENT, Capability.QUERIES, Capability.PUSH_WAKEUP})
+                              Capability.PERSISTENT, Capability.QUERIES, Capability.PUSH_WAKEUP,
+                              Capability.PRIORITIES, Capability.UNIQUE})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)

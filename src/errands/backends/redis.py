@@ -150,7 +150,8 @@ class RedisBackend(RedisRegistry, Backend):
     blocking wake-ups for idle workers. See the module docstring for the key layout."""
 
     capabilities = frozenset({Capability.MULTI_PROCESS, Capability.PERSISTENT, Capability.QUERIES,
-                              Capability.PUSH_WAKEUP})
+                              Capability.PUSH_WAKEUP,
+                              Capability.PRIORITIES, Capability.UNIQUE})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)

@@ -96,6 +96,7 @@ class Worker:
             Looper("maintenance", self._maintain, max(0.05, min(1.0, lease / 4))),
         ]
         self._announce()
+        self._expect_work(backend)
         for loop in loops:
             loop.start()
         logger.info("worker %s started: queues=%s concurrency=%d", self.id, self.queues or "*", self.concurrency)
@@ -104,6 +105,13 @@ class Worker:
         finally:
             self._shutdown(loops)
             self._stopped.set()
+
+    def _expect_work(self, backend: Backend) -> None:
+        handlers = list(self.app.registry.values())
+        queues = self.queues or {h.options.queue for h in handlers}
+        timeouts = [h.options.timeout for h in handlers]
+        bounded = [t for t in timeouts if t is not None]
+        backend.expect_work(queues, None if len(bounded) < len(timeouts) else max(bounded, default=0.0))
 
     def start(self) -> None:
         """Run on a background thread of this process (no signal handlers)."""
