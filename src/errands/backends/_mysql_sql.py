@@ -50,6 +50,7 @@ from .base import Claim, Enqueued, JobRecord
 
 __all__ = [
     "CLAIM_COLUMNS",
+    "CLAIM_IDS",
     "COUNTS",
     "COUNTS_BY_QUEUE",
     "EXPIRED",
@@ -270,6 +271,12 @@ RETRY = (f"UPDATE IGNORE {TABLE} SET state = 'available', run_at = %s, finished_
 KNOWN = (f"SELECT id, unique_active FROM {TABLE} WHERE id IN ({{ids}}) UNION ALL "
          f"SELECT id, unique_active FROM {TABLE} WHERE unique_active IN ({{keys}})")
 LOCK_IDS = f"SELECT id FROM {TABLE} WHERE id IN ({{ids}}) ORDER BY id FOR UPDATE"
+# Lock the claimable ones of the ids (claim_ids; then claim_sql moves them): available, or scheduled
+# and due by %s. A plain FOR UPDATE in primary-key order, not SKIP LOCKED: a row another transaction
+# holds for a moment (a promotion, a cancel) is waited for and read again, so a claimable job the
+# caller names is never passed over, and two claimers of one id take it once.
+CLAIM_IDS = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} WHERE id IN ({{ids}}) AND (state = 'available' "
+             "OR (state = 'scheduled' AND run_at <= %s)) ORDER BY id FOR UPDATE")
 PURGE_PICK = (f"SELECT id FROM {TABLE} FORCE INDEX (state_id) WHERE state = %s AND id > %s "
               "AND COALESCE(finished_at, 0) < %s ORDER BY id LIMIT %s")
 # The conditions again: a row retried between the pick and the delete is no longer purgeable.

@@ -182,11 +182,27 @@ class Statements:
             pick = f"SELECT id {available} AND queue = ANY(%(queues)s) {ORDER} {LOCK}"
         # The claimed rows, plus (in every row, and in a row of NULLs when nothing was claimed) the
         # seconds until the next scheduled job is due: the claimer then knows when to promote.
-        return (f"WITH picked AS MATERIALIZED ({pick}), claimed AS (UPDATE {self.jobs} AS j SET "
+        return (f"WITH picked AS MATERIALIZED ({pick}), claimed AS ({self._take}) "
+                f"SELECT claimed.*, due.seconds FROM ({self._next_due}) AS due LEFT JOIN claimed ON true")
+
+    @cached_property
+    def _take(self) -> str:
+        """Move the rows of the CTE ``picked`` to running (claim and claim_ids)."""
+        return (f"UPDATE {self.jobs} AS j SET "
                 "state = 'running', attempts = j.attempts + 1, token = gen_random_uuid()::text, "
                 f"lease_until = {NOW} + %(lease)s, started_at = {NOW}, worker_id = %(worker)s, "
-                f"cancel_requested = false FROM picked WHERE j.id = picked.id RETURNING {CLAIMED}) "
-                f"SELECT claimed.*, due.seconds FROM ({self._next_due}) AS due LEFT JOIN claimed ON true")
+                f"cancel_requested = false FROM picked WHERE j.id = picked.id RETURNING {CLAIMED}")
+
+    @cached_property
+    def claim_ids(self) -> str:
+        """Claim exactly the jobs ``%(ids)s`` that are claimable: available, or scheduled and due.
+        A plain ``FOR UPDATE`` (not SKIP LOCKED): a row another transaction holds for a moment (a
+        promotion, a cancel) is waited for and its new version rechecked, so a claimable job is
+        never passed over; two claimers of one id then take it once. Locking in id order keeps
+        two batches naming the same ids from deadlocking each other."""
+        pick = (f"SELECT id FROM {self.jobs} WHERE id = ANY(%(ids)s::text[]) AND (state = 'available' "
+                f"OR (state = 'scheduled' AND run_at <= {NOW})) ORDER BY id FOR UPDATE")
+        return f"WITH picked AS MATERIALIZED ({pick}) {self._take}"
 
     @cached_property
     def _next_due(self) -> str:

@@ -15,7 +15,8 @@ from ._sql_registry import WORKER_COLUMNS, WORKER_TABLE
 __all__ = [
     "CLAIM_COLUMNS", "CLAIM_SET", "COUNTS", "COUNTS_BY_QUEUE", "GET", "INSERT", "META_DDL", "MIGRATIONS",
     "PROMOTE", "REAP_CANCELLED", "REAP_FAILED", "REAP_REQUEUE", "RELEASE", "RETRY", "SETTLE", "THROUGHPUT", "WORKERS",
-    "WORKER_DELETE", "WORKER_PRUNE", "WORKER_UPSERT", "claim_sql", "pick_sql", "probe_sql",
+    "WORKER_DELETE", "WORKER_PRUNE", "WORKER_UPSERT", "claim_ids_sql", "claim_sql", "pick_ids_sql", "pick_sql",
+    "probe_sql",
 ]
 
 # schema -------------------------------------------------------------------------------------------
@@ -127,6 +128,25 @@ def pick_sql(queue_count: int | None) -> str:
 def claim_sql(queue_count: int | None) -> str:
     return (f"UPDATE {TABLE} SET {CLAIM_SET}, token = lower(hex(randomblob(16))) "
             f"WHERE rowid IN ({pick_sql(queue_count)}) RETURNING {CLAIM_COLUMNS}")
+
+
+# Claimable by id: what claim() would take, a due scheduled job included (claim promotes it first).
+_CLAIMABLE_BY_ID = f"({AVAILABLE} OR ({SCHEDULED} AND run_at <= ?2))"
+
+
+@lru_cache(maxsize=16)
+def pick_ids_sql(count: int) -> str:
+    """The rowids of the jobs ``?4..?{3 + count}`` that are claimable now (``?2``): primary-key
+    lookups, one per id. Callers pad the id list to a power of two, so few texts get cached."""
+    ids = ", ".join(f"?{4 + i}" for i in range(count))
+    return f"SELECT rowid FROM {TABLE} WHERE id IN ({ids}) AND {_CLAIMABLE_BY_ID}"
+
+
+@lru_cache(maxsize=16)
+def claim_ids_sql(count: int) -> str:
+    """``claim_sql`` for exactly the jobs ``pick_ids_sql`` names (same parameters)."""
+    return (f"UPDATE {TABLE} SET {CLAIM_SET}, token = lower(hex(randomblob(16))) "
+            f"WHERE rowid IN ({pick_ids_sql(count)}) RETURNING {CLAIM_COLUMNS}")
 
 
 @lru_cache(maxsize=64)

@@ -275,6 +275,21 @@ class MysqlBackend(Backend):
 
         return claims_from_rows([q.claim_row(row, nonce) for row in self._sessions.run(run)])
 
+    def claim_ids(self, job_ids: Sequence[str], *, worker_id: str, lease: float) -> list[Claim]:
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return []
+        now, nonce = self.now(), secrets.token_hex(16)
+
+        def run(cur: q.Cursor) -> list[Any]:
+            cur.execute(q.by_ids(q.CLAIM_IDS, len(ids)), (*ids, now))
+            rows = cur.fetchall()
+            if rows:
+                cur.execute(q.claim_sql(len(rows)), (now + lease, now, worker_id, nonce, *(r[0] for r in rows)))
+            return rows
+
+        return claims_from_rows([q.claim_row(row, nonce) for row in self._sessions.run(run)])
+
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
         if not claims:
             return Extended()

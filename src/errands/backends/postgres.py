@@ -431,6 +431,14 @@ class PostgresBackend(Backend):
         self._learn_due(rows[0][-1])
         return claims_from_rows([row for row in rows if row[0] is not None])
 
+    def claim_ids(self, job_ids: Sequence[str], *, worker_id: str, lease: float) -> list[Claim]:
+        # an id with NUL can't be stored, so no such job exists
+        ids = list(dict.fromkeys(job_id for job_id in job_ids if "\x00" not in job_id))
+        if not ids:
+            return []
+        params = {"ids": ids, "lease": float(lease), "worker": worker_id}
+        return claims_from_rows(self._run(lambda conn: conn.execute(self.sql.claim_ids, params).fetchall()))
+
     def _learn_due(self, seconds: float | None) -> None:
         """Remember when the next scheduled job is due (as the server saw it), so claims promote
         only from then on: the promotion is most of an idle claim's cost. A scheduled job enqueued

@@ -91,7 +91,7 @@ __all__ = ["RedisBackend", "escape_queue", "parse_duration"]
 logger = logging.getLogger("errands.backends.redis")
 
 STATES = tuple(state.value for state in JobState)
-SCRIPTS = ("enqueue", "claim", "extend", "settle", "release", "maintain", "cancel", "retry", "purge")
+SCRIPTS = ("enqueue", "claim", "claim_ids", "extend", "settle", "release", "maintain", "cancel", "retry", "purge")
 OPTIONS = ("prefix", "retention", "failed_retention")
 TTL_MARGIN = 3600.0  # a record outlives its retention by this much: maintain() purges it first
 QUEUE_CACHE = 1.0  # seconds the known-queue list is trusted on hot paths (claim, maintain)
@@ -340,11 +340,37 @@ class RedisBackend(RedisRegistry, Backend):
         if corrupt:
             self.corrupt += corrupt
             logger.error("failed %d job(s) whose stored record is corrupt", corrupt)
+        return self._claims(flat, queues)
+
+    @staticmethod
+    def _claims(flat: Sequence[Any], queues: Sequence[str]) -> list[Claim]:
         rows = (flat[i:i + 11] for i in range(0, len(flat), 11))  # see claim.lua for the fields
         return [Claim(id=_s(f[0]), name=_s(f[1]), queue=queues[int(f[9]) - 1], args=_json_text(f[2]),
                       kwargs=_json_text(f[3]), attempts=int(f[4]), max_attempts=int(f[5]), token=_s(f[6]),
                       timeout=_float(f[7]), priority=_int(f[8], 0), meta=_optional_json(f[10]))
                 for f in rows]
+
+    def claim_ids(self, job_ids: Sequence[str], *, worker_id: str, lease: float) -> list[Claim]:
+        ids = list(dict.fromkeys(job_ids))
+        queues = self._queues()
+        claims, missing = self._claim_ids(ids, queues, worker_id, lease) if ids and queues else ([], ids)
+        if missing and time.monotonic() - self._known_at > 0.05:  # in a queue not seen yet? (as get())
+            known = set(queues)
+            fresh = [q for q in self._queues(0) if q not in known]
+            if fresh:
+                claims += self._claim_ids(missing, fresh, worker_id, lease)[0]
+        return claims
+
+    def _claim_ids(self, ids: list[str], queues: list[str], worker_id: str,
+                   lease: float) -> tuple[list[Claim], list[str]]:
+        nonce = secrets.token_hex(8)  # with a counter, makes each claim's token new
+        args = [lease, worker_id, nonce, len(queues), *queues, *ids]
+        flat, missing, corrupt, errors = self._run("claim_ids", queues, args)
+        self._report(errors, queues)
+        if corrupt:
+            self.corrupt += corrupt
+            logger.error("failed %d job(s) whose stored record is corrupt", corrupt)
+        return self._claims(flat, queues), [_s(m) for m in missing]
 
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
         if not claims:

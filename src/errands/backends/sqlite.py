@@ -70,7 +70,9 @@ from ._sqlite_sql import RELEASE as _RELEASE
 from ._sqlite_sql import RETRY as _RETRY
 from ._sqlite_sql import SETTLE as _SETTLE
 from ._sqlite_sql import THROUGHPUT, WORKER_DELETE, WORKER_PRUNE, WORKER_UPSERT, WORKERS
+from ._sqlite_sql import claim_ids_sql as _claim_ids_sql
 from ._sqlite_sql import claim_sql as _claim_sql
+from ._sqlite_sql import pick_ids_sql as _pick_ids_sql
 from ._sqlite_sql import pick_sql as _pick_sql
 from ._sqlite_sql import probe_sql as _probe_sql
 from .base import (
@@ -106,6 +108,7 @@ _BUSY_SLICE = 0.01
 _POLL = 0.002  # how often an idle wait() looks at PRAGMA data_version
 _PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memory.py
 _PURGE_CHUNK = 2_000  # rows deleted per write transaction, so workers get the lock in between
+_IDS_CHUNK = 512  # ids per claim_ids statement: under SQLite's old 999-variable limit
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 # URL ----------------------------------------------------------------------------------------------
@@ -392,6 +395,26 @@ class SqliteBackend(Backend):
 
         return claims_from_rows(self._write(run))
 
+    def claim_ids(self, job_ids: Sequence[str], *, worker_id: str, lease: float) -> list[Claim]:
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return []
+        now = self.now()
+        chunks = [_padded(ids[i:i + _IDS_CHUNK]) for i in range(0, len(ids), _IDS_CHUNK)]
+
+        def run(cur: sqlite3.Cursor) -> list[Any]:
+            # every chunk in one write transaction: the whole call is one atomic step
+            rows: list[Any] = []
+            for chunk in chunks:
+                params = (now + lease, now, worker_id, *chunk)
+                if _HAS_RETURNING:
+                    rows += cur.execute(_claim_ids_sql(len(chunk)), params).fetchall()
+                else:
+                    rows += _claim_without_returning(cur, _pick_ids_sql(len(chunk)), params)
+            return rows
+
+        return claims_from_rows(self._write(run))
+
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
         if not claims:
             return Extended()
@@ -536,6 +559,13 @@ def _claim_without_returning(cur: sqlite3.Cursor, pick: str, params: tuple[Any, 
                     (*params[:3], secrets.token_hex(16), rowid))
     read = f"SELECT {_CLAIM_COLUMNS} FROM {TABLE} WHERE rowid = ?"
     return [cur.execute(read, (rowid,)).fetchone() for rowid in rowids]
+
+
+def _padded(ids: list[str]) -> list[str]:
+    """``ids`` grown to a power of two by repeating the last (``IN`` ignores repeats), so
+    claim_ids uses a handful of statement texts, each cached, whatever the batch size."""
+    size = 1 << (len(ids) - 1).bit_length()
+    return ids + [ids[-1]] * (size - len(ids))
 
 
 def _close(conn: sqlite3.Connection) -> None:
