@@ -38,6 +38,10 @@ class BackendSpec:
     cleanup: Callable[[str], None] | None = None
     connect: Callable[[str], Any] | None = None  # a raw connection for app.transaction(conn)
     dump: Callable[[str, Backend], str] | None = None  # every stored byte of the namespace, as text
+    # The amqp entries run only when asked for (--backend amqp, --backend amqp+sqlite): not all of
+    # the suite passes on them yet (issue #4's note lists what fails); tests/backends/test_amqp.py
+    # covers RabbitMQ alone and with a store in the default run
+    in_default_run: bool = True
 
 
 def _sqlite_path(url: str) -> str:
@@ -215,12 +219,14 @@ BACKENDS: dict[str, BackendSpec] = {
     "mysql": BackendSpec(url=lambda tmp_path, namespace: f"mysql://root@127.0.0.1:3306/test?table_prefix={namespace}_",
                          cleanup=_mysql_cleanup, connect=_mysql_connect, dump=_mysql_dump),
     "amqp": BackendSpec(url=lambda tmp_path, namespace: _amqp_url(tmp_path, namespace, store=False),
-                        cleanup=_amqp_cleanup, dump=lambda url, backend: repr(_amqp_messages(url))),
+                        cleanup=_amqp_cleanup, dump=lambda url, backend: repr(_amqp_messages(url)),
+                        in_default_run=False),
     "amqp+sqlite": BackendSpec(
         url=lambda tmp_path, namespace: _amqp_url(tmp_path, namespace, store=True), cleanup=_amqp_cleanup,
         connect=lambda url: sqlite3.connect(_amqp_store_path(url), timeout=10),
         dump=lambda url, backend: repr(_amqp_messages(url)) + _sqlite_dump(
             "sqlite:///" + _amqp_store_path(url), backend),
+        in_default_run=False,
     ),
 }
 
@@ -230,7 +236,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
     if not names and os.environ.get("ERRANDS_TEST_BACKENDS"):
         names = [n.strip() for n in os.environ["ERRANDS_TEST_BACKENDS"].split(",") if n.strip()]
     if not names:
-        names = list(BACKENDS)
+        names = [name for name, spec in BACKENDS.items() if spec.in_default_run]
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
         raise pytest.UsageError(f"unknown backend(s) {unknown}: known are {sorted(BACKENDS)}")

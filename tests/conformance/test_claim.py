@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from errands import Errands, JobState
-from errands.backends.base import Backend
+from errands.backends.base import Backend, Capability
 from tests.conftest import wait_until
 
 from .conftest import new_job
@@ -17,6 +19,7 @@ def _ids(claims) -> list[str]:  # type: ignore[no-untyped-def]
     return [c.id for c in claims]
 
 
+@pytest.mark.requires(Capability.PRIORITIES)
 def test_claim_order_priority_first(app: Errands, backend: Backend) -> None:
     @app.job()
     def work(n: int) -> None: ...

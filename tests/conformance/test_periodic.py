@@ -6,11 +6,15 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from errands import Errands, JobState, current_job
+from errands.backends.base import Capability
 from errands.worker import Worker
 from tests.conftest import wait_until
 
 
+@pytest.mark.requires(Capability.UNIQUE)
 def test_every_fires_once_per_tick_with_three_workers(app: Errands) -> None:
     runs: Counter[str] = Counter()
     lock = threading.Lock()

@@ -8,9 +8,11 @@ import threading
 import pytest
 
 from errands import Errands, JobState
-from errands.backends.base import Backend, Outcome
+from errands.backends.base import Backend, Capability, Outcome
 
 from .conftest import claim_one
+
+pytestmark = pytest.mark.requires(Capability.UNIQUE)
 
 
 @pytest.fixture
