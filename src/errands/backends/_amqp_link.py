@@ -15,6 +15,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -198,6 +199,7 @@ class Consumer:
         self._cond = threading.Condition()
         self._buffer: collections.deque[Delivery] = collections.deque()
         self._wanted: set[str] = set()
+        self._subscribed: set[str] = set()  # by the current connection
         self._prefetch = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -207,27 +209,39 @@ class Consumer:
         self.last_error: str | None = None
 
     # called from worker threads --------------------------------------------------------------
-    def want(self, queues: Iterable[str], prefetch: int) -> None:
+    def want(self, queues: Iterable[str], prefetch: int, *, ready_within: float = 5.0) -> None:
+        """Consume ``queues`` from now on. Waits up to ``ready_within`` seconds for the thread to
+        subscribe new ones, so a claim right after its first ``want`` sees what is queued."""
+        wanted = set(queues)
         with self._cond:
-            self._wanted.update(queues)
+            self._wanted.update(wanted)
             self._prefetch = max(self._prefetch, prefetch)
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="errands-amqp-consumer", daemon=True)
                 self._thread.start()
+            if not wanted <= self._subscribed:
+                self._cond.wait_for(lambda: wanted <= self._subscribed or self._stop.is_set(), ready_within)
 
-    def take(self, queues: Sequence[str] | None, limit: int) -> list[Delivery]:
-        """Up to ``limit`` buffered deliveries of ``queues`` (None: any), oldest first."""
+    def take(self, queues: Sequence[str] | None, limit: int, *, wait: float = 0.0) -> list[Delivery]:
+        """Up to ``limit`` buffered deliveries of ``queues`` (None: any), oldest first; with
+        ``wait``, up to that many seconds for the first one (the broker pushes within a
+        millisecond or two of a publish, and a claim should see a job enqueued just before it)."""
         taken: list[Delivery] = []
+        deadline = time.monotonic() + wait
         with self._cond:
-            kept: collections.deque[Delivery] = collections.deque()
-            while self._buffer and len(taken) < limit:
-                delivery = self._buffer.popleft()
-                if delivery.generation != self.generation:
-                    continue  # its connection broke: the broker has requeued it already
-                (taken if queues is None or delivery.queue in queues else kept).append(delivery)
-            self._buffer.extendleft(reversed(kept))
-        return taken
+            while True:
+                kept: collections.deque[Delivery] = collections.deque()
+                while self._buffer and len(taken) < limit:
+                    delivery = self._buffer.popleft()
+                    if delivery.generation != self.generation:
+                        continue  # its connection broke: the broker has requeued it already
+                    (taken if queues is None or delivery.queue in queues else kept).append(delivery)
+                self._buffer.extendleft(reversed(kept))
+                remaining = deadline - time.monotonic()
+                if taken or remaining <= 0 or self._stop.is_set():
+                    return taken
+                self._cond.wait(remaining)
 
     def wait(self, timeout: float) -> None:
         with self._cond:
@@ -302,6 +316,9 @@ class Consumer:
                 name = declarer.work_queue(channel, queue)
                 channel.basic_consume(name, self._receiver(queue))
                 subscribed.add(queue)
+                with self._cond:
+                    self._subscribed.add(queue)
+                    self._cond.notify_all()
             connection.process_data_events(time_limit=0.05)
 
     def _receiver(self, queue: str) -> Callable[..., None]:
@@ -320,6 +337,7 @@ class Consumer:
         self.connected.clear()
         with self._cond:
             connection, self._connection, self._channel = self._connection, None, None
+            self._subscribed.clear()
             self.generation += 1
             self._buffer.clear()  # their connection is gone: the broker redelivers them
             self._cond.notify_all()

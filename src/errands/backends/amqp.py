@@ -67,7 +67,8 @@ logger = logging.getLogger("errands.amqp")
 
 BROWSE_LIMIT = 10_000  # failed jobs read per listing of the dead-letter queue (it is a queue, not a table)
 UNKNOWN_ID_RETRIES = 60  # a delivered id the store doesn't know: maybe its transaction hasn't committed
-RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0  # RabbitMQ's default: a delivery unacked longer closes the channel
+RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0
+CLAIM_WAIT = 0.05  # seconds a claim waits for a first delivery: a job published just before is pushed by then  # RabbitMQ's default: a delivery unacked longer closes the channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,7 @@ class AmqpBackend(Backend):
         self._consumer.want(queues or self._expected, prefetch=max(1, limit) * 2)
         claims: list[Claim] = []
         while len(claims) < limit:
-            deliveries = self._consumer.take(queues, limit - len(claims))
+            deliveries = self._consumer.take(queues, limit - len(claims), wait=0 if claims else CLAIM_WAIT)
             if not deliveries:
                 break
             if self.store is None:
