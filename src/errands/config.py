@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -51,12 +52,20 @@ def _positive(name: str, value: float, *, upper: float = math.inf) -> float:
     return float(value)
 
 
-def check_spool(url: str, spool: object) -> None:
+def check_spool(url: str, spool: object, store: str | None = None) -> None:
     """Refuse a spool where it can't help: ``memory://`` and ``sqlite://`` are never "away" (an
     unusable local file would be as unusable a second time), and a spool must be a file."""
     if not isinstance(spool, str) or not spool.strip() or spool.strip() == ":memory:":
         raise ConfigurationError(f"spool must be the path of a SQLite file, got {spool!r}")
     scheme = url.split("://", 1)[0].lower()
+    if scheme in ("amqp", "amqps"):
+        # with a store, enqueue is the store's commit and a broker outage is ridden out by
+        # re-publishing: the spool is for when the store itself is a server that may be away
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        store = store or query.get("store")
+        if store:
+            check_spool(store, spool)
+            return
     if scheme in ("memory", "sqlite"):
         raise ConfigurationError(
             f"spool= is for server backends (redis, postgresql, mysql): {scheme}:// is never "
@@ -111,7 +120,7 @@ class Settings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
                 raise ConfigurationError(f"{name} must be an int >= 1024, got {value!r}")
         if self.spool is not None:
-            check_spool(self.url, self.spool)
+            check_spool(self.url, self.spool, self.store)
 
     @property
     def heartbeat_interval(self) -> float:

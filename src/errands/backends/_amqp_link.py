@@ -209,13 +209,20 @@ class Consumer:
         self.last_error: str | None = None
 
     # called from worker threads --------------------------------------------------------------
-    def want(self, queues: Iterable[str], prefetch: int, *, ready_within: float = 5.0) -> None:
+    def want(self, queues: Iterable[str], prefetch: int | None = None, *, ready_within: float = 5.0) -> None:
         """Consume ``queues`` from now on. Waits up to ``ready_within`` seconds for the thread to
         subscribe new ones, so a claim right after its first ``want`` sees what is queued."""
         wanted = set(queues)
         with self._cond:
+            before = (len(self._wanted), self._prefetch)
             self._wanted.update(wanted)
-            self._prefetch = max(self._prefetch, prefetch)
+            if prefetch is not None:
+                self._prefetch = prefetch
+            elif not self._prefetch:
+                self._prefetch = 1
+            if (len(self._wanted), self._prefetch) != before and self._connection is not None:
+                with contextlib.suppress(Exception):  # wake the consumer loop to apply it now
+                    self._connection.add_callback_threadsafe(lambda: None)
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="errands-amqp-consumer", daemon=True)
@@ -304,18 +311,24 @@ class Consumer:
         channel = connection.channel()
         with self._cond:
             self._connection, self._channel = connection, channel
-        declarer, subscribed, prefetch = _Declarer(self._topology), set[str](), 0
+        declarer, prefetch = _Declarer(self._topology), 0
+        subscribed: dict[str, str] = {}  # errands queue -> consumer tag
         self.connected.set()
         while not self._stop.is_set():
             with self._cond:
                 wanted, wanted_prefetch = set(self._wanted), self._prefetch
             if wanted_prefetch != prefetch:
+                # a quorum queue fixes a consumer's credit when it subscribes (and refuses a
+                # channel-wide limit), so a new prefetch takes a new subscription; deliveries of
+                # the cancelled one stay unacked on this channel and are settled as usual
                 prefetch = wanted_prefetch
                 channel.basic_qos(prefetch_count=prefetch)
-            for queue in sorted(wanted - subscribed):
+                for tag in subscribed.values():
+                    channel.basic_cancel(tag)
+                subscribed.clear()
+            for queue in sorted(wanted - set(subscribed)):
                 name = declarer.work_queue(channel, queue)
-                channel.basic_consume(name, self._receiver(queue))
-                subscribed.add(queue)
+                subscribed[queue] = channel.basic_consume(name, self._receiver(queue))
                 with self._cond:
                     self._subscribed.add(queue)
                     self._cond.notify_all()

@@ -74,10 +74,13 @@ class Topology:
 
 
 def delay_bucket_ms(seconds: float) -> int:
-    """The delay queue for a wait of ``seconds``: whole seconds up to a minute, then rounded up to
+    """The delay queue for a wait of ``seconds``: tenths up to a second, whole seconds up to a
+    minute, then rounded up to
     1/16 of the power of two below it (at most ~6% late), capped at ``MAX_DELAY_MS``. Never early:
     a job that arrives before its ``run_at`` would only be sent round again."""
     ms = max(1, math.ceil(seconds * 1000))
+    if ms <= 1000:
+        return math.ceil(ms / 100) * 100
     if ms <= 60_000:
         return min(60_000, math.ceil(ms / 1000) * 1000)
     step = 1 << max(0, ms.bit_length() - 5)

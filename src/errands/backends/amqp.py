@@ -71,13 +71,15 @@ RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0
 CLAIM_WAIT = 0.05  # seconds a claim waits for a first delivery: a job published just before is pushed by then  # RabbitMQ's default: a delivery unacked longer closes the channel
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Held:
-    """A delivery a claim is running; acked (or nacked) when the claim settles."""
+    """A delivery a claim is running; acked (or nacked) when the claim settles. ``lease_until``
+    (monotonic) is when the store may have reclaimed it, pushed by each heartbeat."""
 
     delivery: Delivery
     envelope: Envelope
     attempts: int
+    lease_until: float = 0.0
 
 
 class AmqpBackend(Backend):
@@ -189,7 +191,11 @@ class AmqpBackend(Backend):
 
     # worker ----------------------------------------------------------------------------------
     def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
-        self._consumer.want(queues or self._expected, prefetch=max(1, limit) * 2)
+        # prefetch counts every unacked delivery, running ones included: room for what runs,
+        # plus one more batch buffered so the next claim doesn't wait on the broker
+        with self._lock:
+            running = len(self._held)
+        self._consumer.want(queues or self._expected, prefetch=running + max(1, limit) * 2)
         claims: list[Claim] = []
         while len(claims) < limit:
             deliveries = self._consumer.take(queues, limit - len(claims), wait=0 if claims else CLAIM_WAIT)
@@ -236,7 +242,7 @@ class AmqpBackend(Backend):
                 self._drop_unclaimed(delivery, envelope)
                 continue
             with self._lock:
-                self._held[claim.token] = _Held(delivery, envelope, claim.attempts)
+                self._held[claim.token] = _Held(delivery, envelope, claim.attempts, time.monotonic() + lease)
         return claims
 
     def _drop_unclaimed(self, delivery: Delivery, envelope: Envelope) -> None:
@@ -282,13 +288,22 @@ class AmqpBackend(Backend):
         if self.store is None:
             return Extended(lost=gone)
         # with a store its lease decides; a broken connection only means the delivery is gone
-        return self.store.extend(claims, lease)
+        extended = self.store.extend(claims, lease)
+        lease_until = time.monotonic() + lease
+        with self._lock:
+            for claim in claims:
+                held = self._held.get(claim.token)
+                if held is not None and claim.id not in extended.lost:
+                    held.lease_until = lease_until
+        return extended
 
     def settle(self, outcomes: Sequence[Outcome]) -> list[str]:
         if self.store is not None:
             return self._settle_with_store(outcomes)
         now, not_applied = time.time(), []
-        failed, delayed, done = [], [], []
+        failed: builtins.list[tuple[bytes, str]] = []
+        retries: builtins.list[Envelope] = []
+        done: builtins.list[str] = []
         with self._lock:
             held = {o.token: self._held.get(o.token) for o in outcomes}
         generation = self._consumer.generation
@@ -301,13 +316,12 @@ class AmqpBackend(Backend):
             if outcome.state is JobState.FAILED:
                 failed.append((replace(envelope, error=outcome.error, finished_at=now).to_body(), envelope.id))
             elif outcome.state is JobState.SCHEDULED:
-                retry = replace(envelope, error=outcome.error, run_at=now + outcome.retry_in)
-                delayed.append((envelope.queue, retry.to_body(), envelope.id, delay_bucket_ms(outcome.retry_in)))
+                retries.append(replace(envelope, error=outcome.error, run_at=now + outcome.retry_in))
             done.append(outcome.token)
         if failed:
             self._publisher.publish_failed(failed)
-        if delayed:
-            self._publisher.publish_delayed(delayed)
+        if retries:
+            self._publish(retries, now)
         self._ack_tokens(done)
         return not_applied
 
@@ -320,9 +334,9 @@ class AmqpBackend(Backend):
             with self._lock:
                 queues = {o.token: self._held[o.token].envelope.queue for o in retries if o.token in self._held}
             try:
-                self._publisher.publish_delayed(
-                    [(queues[o.token], Envelope(o.id, "", queues[o.token]).to_body(), o.id,
-                      delay_bucket_ms(o.retry_in)) for o in retries if o.token in queues])
+                now = self.store.now()
+                self._publish([Envelope(o.id, "", queues[o.token], run_at=now + o.retry_in)
+                               for o in retries if o.token in queues], now)
             except Exception as exc:  # the store holds the retry; maintain() re-publishes it when due
                 logger.warning("retry of %d job(s) not yet published (%s)", len(retries), exc)
         self._ack_tokens([o.token for o in outcomes])
@@ -351,11 +365,35 @@ class AmqpBackend(Backend):
         if self.store is None:
             return Maintenance()  # the broker requeues deliveries of dead consumers and times the delays
         result = self.store.maintain(limit)
+        self._give_back_reclaimed()
         now = time.monotonic()
         if now >= self._next_orphan_scan:
             self._next_orphan_scan = now + max(1.0, self.settings.lease)
             self._republish_orphans(limit)
         return result
+
+    def _give_back_reclaimed(self) -> None:
+        """Deliveries this process holds for jobs the store no longer lets it run (its lease
+        expired and maintenance put the job back, or it was settled elsewhere): hand them back so
+        the job's message is not stuck behind a claim that lost it. Only claims whose lease has
+        run out without a heartbeat are looked up, one ``get`` each."""
+        assert self.store is not None
+        now = time.monotonic()
+        with self._lock:
+            old = [(token, held) for token, held in self._held.items() if held.lease_until <= now]
+        for token, held in old:
+            record = self.store.get(held.envelope.id)
+            if record is not None and record.state == JobState.RUNNING.value:
+                continue  # still ours (heartbeats extend it) or another worker's now
+            with self._lock:
+                if self._held.pop(token, None) is None:
+                    continue
+            if record is not None and record.state == JobState.AVAILABLE.value:
+                self._consumer.settle([held.delivery], requeue=True)
+            elif record is not None and record.state == JobState.SCHEDULED.value:
+                self._send_round_again(held.delivery, replace(held.envelope, run_at=record.run_at), self.store.now())
+            else:
+                self._consumer.settle([held.delivery])
 
     def _republish_orphans(self, limit: int) -> None:
         """Publish store jobs that are ``available`` but have no message: only for queues whose
@@ -375,7 +413,7 @@ class AmqpBackend(Backend):
                 self._publish(orphans, now)
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
-        self._consumer.want(queues or self._expected, prefetch=1)
+        self._consumer.want(queues or self._expected)
         self._consumer.wait(timeout)
 
     def notify(self) -> None:
