@@ -216,10 +216,9 @@ class Consumer:
         with self._cond:
             before = (len(self._wanted), self._prefetch)
             self._wanted.update(wanted)
-            if prefetch is not None:
-                self._prefetch = prefetch
-            elif not self._prefetch:
-                self._prefetch = 1
+            # only ever grows, by powers of two: each change costs a new subscription
+            wanted_prefetch = max(self._prefetch, prefetch or 1)
+            self._prefetch = 1 << (wanted_prefetch - 1).bit_length()
             if (len(self._wanted), self._prefetch) != before and self._connection is not None:
                 with contextlib.suppress(Exception):  # wake the consumer loop to apply it now
                     self._connection.add_callback_threadsafe(lambda: None)
@@ -326,6 +325,8 @@ class Consumer:
                 for tag in subscribed.values():
                     channel.basic_cancel(tag)
                 subscribed.clear()
+                with self._cond:
+                    self._subscribed.clear()
             for queue in sorted(wanted - set(subscribed)):
                 name = declarer.work_queue(channel, queue)
                 subscribed[queue] = channel.basic_consume(name, self._receiver(queue))

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pika
 
 from .._states import JobState
+from ..config import check_queue_name
 from ..errors import ConfigurationError, NotSupported
 from . import backend_class, open_backend
 from ._amqp_link import Consumer, Delivery, Publisher, translated
@@ -67,8 +68,9 @@ logger = logging.getLogger("errands.amqp")
 
 BROWSE_LIMIT = 10_000  # failed jobs read per listing of the dead-letter queue (it is a queue, not a table)
 UNKNOWN_ID_RETRIES = 60  # a delivered id the store doesn't know: maybe its transaction hasn't committed
-RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0
-CLAIM_WAIT = 0.05  # seconds a claim waits for a first delivery: a job published just before is pushed by then  # RabbitMQ's default: a delivery unacked longer closes the channel
+RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0  # RabbitMQ's default: a delivery unacked longer closes the channel
+QUEUE_SCAN_INTERVAL = 5.0  # seconds between looking up the store's queues for a worker of every queue
+CLAIM_WAIT = 0.25  # seconds a claim waits for a first delivery: a job published just before is pushed by then
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class AmqpBackend(Backend):
         self._lock = threading.Lock()
         self._expected: set[str] = {"default"}
         self._next_orphan_scan = 0.0
+        self._next_queue_scan = 0.0
 
     @classmethod
     def capabilities_for(cls, url: str, store: str | None = None) -> frozenset[Capability]:
@@ -151,6 +154,7 @@ class AmqpBackend(Backend):
 
     # producer --------------------------------------------------------------------------------
     def enqueue(self, jobs: Sequence[NewJob], *, connection: object | None = None) -> list[Enqueued]:
+        self._expected.update(job.queue for job in jobs)  # a worker of this process consumes them too
         if self.store is not None:
             return self._enqueue_with_store(jobs, connection)
         if connection is not None:
@@ -191,11 +195,15 @@ class AmqpBackend(Backend):
 
     # worker ----------------------------------------------------------------------------------
     def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
+        if queues is not None:
+            queues = _nameable(queues)
+            if not queues:
+                return []  # names the queue rule refuses hold no jobs (and can't name an AMQP queue)
         # prefetch counts every unacked delivery, running ones included: room for what runs,
         # plus one more batch buffered so the next claim doesn't wait on the broker
         with self._lock:
             running = len(self._held)
-        self._consumer.want(queues or self._expected, prefetch=running + max(1, limit) * 2)
+        self._consumer.want(queues or self._queues_in_use(), prefetch=running + max(1, limit) * 2)
         claims: list[Claim] = []
         while len(claims) < limit:
             deliveries = self._consumer.take(queues, limit - len(claims), wait=0 if claims else CLAIM_WAIT)
@@ -206,6 +214,15 @@ class AmqpBackend(Backend):
             else:
                 claims += self._claim_with_store(deliveries, worker_id, lease)
         return claims
+
+    def _queues_in_use(self) -> set[str]:
+        """Every queue, as far as this process can tell: its handlers' and its enqueues', plus,
+        with a store, every queue the store holds jobs in (looked up at most every few seconds)."""
+        now = time.monotonic()
+        if self.store is not None and now >= self._next_queue_scan:
+            self._next_queue_scan = now + QUEUE_SCAN_INTERVAL
+            self._expected.update(self.store.counts(by_queue=True))
+        return self._expected
 
     def _claim_alone(self, deliveries: Sequence[Delivery]) -> list[Claim]:
         claims, now = [], time.time()
@@ -402,7 +419,7 @@ class AmqpBackend(Backend):
         assert self.store is not None
         now = self.store.now()
         threshold = max(2.0, self.settings.lease)
-        for queue in sorted(self._expected):
+        for queue in sorted(self._queues_in_use()):
             if self._ready_count(self.topology.work_queue(queue)) != 0:
                 continue
             jobs = self.store.list(JobQuery(state=JobState.AVAILABLE, queue=queue, limit=min(limit, 1000)))
@@ -413,7 +430,9 @@ class AmqpBackend(Backend):
                 self._publish(orphans, now)
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
-        self._consumer.want(queues or self._expected)
+        if queues is not None:
+            queues = _nameable(queues) or None
+        self._consumer.want(queues or self._queues_in_use())
         self._consumer.wait(timeout)
 
     def notify(self) -> None:
@@ -540,6 +559,16 @@ class AmqpBackend(Backend):
                 channel.basic_ack(method.delivery_tag)
                 taken += 1
         return taken
+
+
+def _nameable(queues: Sequence[str]) -> list[str]:
+    valid = []
+    for queue in queues:
+        try:
+            valid.append(check_queue_name(queue))
+        except ConfigurationError:
+            continue
+    return valid
 
 
 def _failed_record(envelope: Envelope) -> JobRecord:
