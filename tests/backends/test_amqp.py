@@ -107,8 +107,12 @@ def test_a_job_whose_consumer_dies_every_time_fails_after_its_attempts(url: str)
     for attempt in (1, 2):  # each "worker" claims it and dies without an ack
         worker = Errands(url, lease=1.0)
         claims: list[Claim] = []
-        wait_until(lambda: claims.extend(worker.backend.claim(None, 1, worker_id="w", lease=1.0)) or claims,
-                   timeout=10)
+
+        def claimed(worker: Errands = worker, claims: list[Claim] = claims) -> bool:
+            claims.extend(worker.backend.claim(None, 1, worker_id="w", lease=1.0))
+            return bool(claims)
+
+        wait_until(claimed, timeout=10)
         assert claims[0].id == job_id and claims[0].attempts == attempt
         worker.close()  # the connection closes with the delivery unacked: the broker requeues it
     last = Errands(url, lease=1.0)

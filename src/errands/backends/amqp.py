@@ -56,7 +56,6 @@ from .base import (
     Outcome,
     Throughput,
     WorkerInfo,
-    empty_counts,
 )
 
 if TYPE_CHECKING:
@@ -543,7 +542,7 @@ class AmqpBackend(Backend):
         taken = 0
         with self._publisher.side_channel() as channel:
             for _ in range(BROWSE_LIMIT):
-                method, properties, body = channel.basic_get(self.topology.failed_queue, auto_ack=False)
+                method, _, body = channel.basic_get(self.topology.failed_queue, auto_ack=False)
                 if method is None:
                     break
                 try:
