@@ -38,8 +38,10 @@ class BackendSpec:
     cleanup: Callable[[str], None] | None = None
     connect: Callable[[str], Any] | None = None  # a raw connection for app.transaction(conn)
     dump: Callable[[str, Backend], str] | None = None  # every stored byte of the namespace, as text
-    # amqp alone runs only when asked for (--backend amqp): the suite's tests don't all say yet
-    # which capability (QUERIES) they lean on; tests/backends/test_amqp.py covers it by default
+    # The amqp entries run when asked for (--backend amqp+sqlite passes the whole suite; amqp
+    # alone fails tests that lean on queries without saying so). Not in the default run yet:
+    # a CI run with ~300 quorum queues left behind timed the broker's handshakes out under load
+    # (issue #4's note); tests/backends/test_amqp.py covers RabbitMQ alone and with a store
     in_default_run: bool = True
 
 
@@ -185,8 +187,13 @@ def _amqp_cleanup(url: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP))
     try:
         channel = connection.channel()
-        for name in [f"{prefix}.failed", *(f"{prefix}.q.{q}" for q in SUITE_QUEUES)]:
+        # delay queues never expire (they may hold retries): delete the buckets the suite's
+        # sub-minute delays use, and their fanout exchanges
+        delays = [f"{prefix}.delay.{ms}" for ms in (*range(100, 1000, 100), *range(1000, 61_000, 1000))]
+        for name in [f"{prefix}.failed", *(f"{prefix}.q.{q}" for q in SUITE_QUEUES), *delays]:
             channel.queue_delete(name)
+        for name in delays:
+            channel.exchange_delete(name)
         channel.exchange_delete(f"{prefix}.jobs")
     finally:
         connection.close()  # an amqp+sqlite store is a file under tmp_path: nothing to drop
@@ -225,6 +232,7 @@ BACKENDS: dict[str, BackendSpec] = {
         connect=lambda url: sqlite3.connect(_amqp_store_path(url), timeout=10),
         dump=lambda url, backend: repr(_amqp_messages(url)) + _sqlite_dump(
             "sqlite:///" + _amqp_store_path(url), backend),
+        in_default_run=False,
     ),
 }
 

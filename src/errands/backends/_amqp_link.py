@@ -141,7 +141,7 @@ class Publisher:
                 try:
                     self._send(channel, exchange, queue, body, message_id)
                 except pika.exceptions.UnroutableError:
-                    # the delay queue expired while idle since we declared it: declare it anew
+                    # the delay queue was deleted (by an operator) since we declared it: declare it anew
                     declarer.done.discard(exchange)
                     self._send(channel, declarer.delay_queue(channel, ms), queue, body, message_id)
 

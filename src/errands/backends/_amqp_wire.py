@@ -10,7 +10,8 @@ Topology (``P`` is the URL's ``prefix``, default ``errands``):
 * ``P.delay.<ms>``: a fanout exchange and a quorum queue whose messages expire after ``ms`` and
   are dead-lettered (at-least-once) to ``P.jobs`` with their original routing key: ``perform_in``
   and retry backoff without a broker plugin. Delays are rounded *up* to a bucket so a handful of
-  queues serve every delay; an idle delay queue deletes itself (``x-expires``).
+  queues serve every delay. They never expire: RabbitMQ's ``x-expires`` counts a queue without
+  consumers as unused however many messages wait in it, and would delete pending retries.
 * ``P.failed``: the dead-letter queue of a backend without a store (retries exhausted).
 """
 
@@ -69,7 +70,6 @@ class Topology:
             # at-least-once dead-lettering needs reject-publish: a full queue refuses, never drops
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
-            "x-expires": ms + 10 * 60 * 1000,
         }
 
 
