@@ -252,12 +252,28 @@ class Spool:
                 os.makedirs(folder, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")  # the job is on disk when perform returns
             for statement in _SCHEMA:
                 conn.execute(statement)
             self._conn = conn
         return self._conn
+
+
+def _use_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch a new file to WAL. Two producers opening one new spool at once race for the
+    exclusive lock the switch takes, and SQLite answers "database is locked" at once instead of
+    calling the busy handler: retry, within ``patience`` seconds, until one of them has switched it."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class _transaction:
