@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -358,23 +358,22 @@ class AmqpBackend(Backend):
         self._ack_tokens([o.token for o in outcomes])
         return not_applied
 
-    def _ack_tokens(self, tokens: Sequence[str]) -> None:
+    def _pop_held(self, tokens: Iterable[str]) -> builtins.list[_Held]:
+        """Stop holding these claims' deliveries (the caller acks, nacks or re-publishes them)."""
         with self._lock:
-            entries = [self._held.pop(token) for token in tokens if token in self._held]
-        self._consumer.settle([entry.delivery for entry in entries])
+            return [held for token in tokens if (held := self._held.pop(token, None)) is not None]
+
+    def _ack_tokens(self, tokens: Sequence[str]) -> None:
+        self._consumer.settle([entry.delivery for entry in self._pop_held(tokens)])
 
     def release(self, claims: Sequence[Claim]) -> None:
         if self.store is not None:
             self.store.release(claims)
-            with self._lock:
-                entries = [self._held.pop(c.token) for c in claims if c.token in self._held]
-            self._consumer.settle([e.delivery for e in entries], requeue=True)
+            self._consumer.settle([e.delivery for e in self._pop_held(c.token for c in claims)], requeue=True)
             return
-        with self._lock:
-            entries = [self._held.pop(c.token) for c in claims if c.token in self._held]
+        entries = self._pop_held(c.token for c in claims)
         # a nack would count a delivery; a copy whose attempts exclude this one does not
-        now = time.time()
-        self._publish([replace(e.envelope, attempts=e.attempts - 1) for e in entries], now)
+        self._publish([replace(e.envelope, attempts=e.attempts - 1) for e in entries], time.time())
         self._consumer.settle([e.delivery for e in entries])
 
     def maintain(self, limit: int = 1000) -> Maintenance:
