@@ -699,3 +699,16 @@ def test_behaves_like_the_memory_backend(tmp_path: Path, seed: int) -> None:
                 assert memory.list(query) == sqlite.list(query)
     finally:
         sqlite.close()
+
+
+def test_now_is_sqlites_clock_whatever_this_process_thinks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Processes on one file share one machine, so SQLite's reading of it is the shared clock;
+    # a Python-level shift (freezegun, a patched time.time) in one of them must not move leases.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+    backend = SqliteBackend(f"sqlite:///{db_path}", Settings())
+    with sqlite3.connect(":memory:") as conn:
+        sqlite_clock = (conn.execute("SELECT julianday('now')").fetchone()[0] - 2440587.5) * 86400
+    assert abs(backend.now() - sqlite_clock) < 1.0
+    readings = [backend.now() for _ in range(1000)]
+    assert readings == sorted(readings)

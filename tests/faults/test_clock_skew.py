@@ -24,19 +24,9 @@ pytestmark = pytest.mark.slow
 LEASE = 2.0
 SKEW = 30.0
 SKEW_PATH = str(Path(__file__).parent / "_skew")
-SQLITE_CLOCK = (
-    "SqliteBackend.now() is the process's own time.time() (Backend's default), so a worker whose "
-    "clock is off by more than the lease reclaims live leases and fires ticks early. Processes sharing "
-    "a SQLite file share one machine's clock, so this takes an in-process shift (freezegun, this "
-    "test's sitecustomize); the fix is to read SQLite's clock (julianday('now')) as mysql.py syncs an "
-    "offset from the server's"
-)
 
 
-def test_skewed_workers_neither_steal_leases_nor_fire_ticks_twice(target: Target, tmp_path: Path,
-                                                                   request: pytest.FixtureRequest) -> None:
-    if target.backend == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_CLOCK))
+def test_skewed_workers_neither_steal_leases_nor_fire_ticks_twice(target: Target, tmp_path: Path) -> None:
     jobs = scaled(24, 12)
     ledger = Ledger(tmp_path / "ledger.log")
     fleet = Fleet(tmp_path, target.url, LEASE, ledger)

@@ -11,6 +11,10 @@ survives a crash of any process) or ``?synchronous=full`` (survives power loss t
   constant per shape, so sqlite3's statement cache reuses it.
 * No cross-process push exists, so ``wait`` polls ``PRAGMA data_version`` (it changes when
   another connection commits) every 2 ms and looks for due work only when it changed.
+* Time is SQLite's clock, ``julianday('now')``: the machine's clock as SQLite's C library reads
+  it, which every process sharing the file shares, even one whose Python-level clock is shifted
+  (freezegun, time-machine, a test's patch of ``time.time``). Read every few seconds and carried
+  forward by the monotonic clock, as mysql.py does with the server's, so ``now()`` stays cheap.
 """
 
 from __future__ import annotations
@@ -110,6 +114,8 @@ _PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memor
 _PURGE_CHUNK = 2_000  # rows deleted per write transaction, so workers get the lock in between
 _IDS_CHUNK = 512  # ids per claim_ids statement: under SQLite's old 999-variable limit
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_CLOCK_SYNC = 5.0  # seconds between reads of SQLite's clock
+_UNIX_EPOCH_JD = 2440587.5  # julianday('1970-01-01 00:00:00')
 
 # URL ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -214,11 +220,13 @@ class SqliteBackend(Backend):
         self.options = parse_url(url)
         self._open_lock = threading.Lock()
         self._opened = False
+        self._offset, self._synced_at, self._last_now = 0.0, -1e18, 0.0
         self._reset_connections()
         if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
             os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
 
     def _reset_connections(self) -> None:
+        self._clock = threading.Lock()  # new after fork(): another thread may have held it
         self._lock = threading.Lock()
         self._local = threading.local()
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
@@ -295,6 +303,30 @@ class SqliteBackend(Backend):
         for other in dead:
             _close(other)
         return conn
+
+    # clock --------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """SQLite's clock in epoch seconds, never going backwards within this process."""
+        if time.monotonic() - self._synced_at > _CLOCK_SYNC:
+            self._sync_clock()
+        with self._clock:
+            value = max(self._last_now, time.monotonic() + self._offset)
+            self._last_now = value
+        return value
+
+    def _sync_clock(self) -> None:
+        # A private in-memory connection: no file lock to wait for, no thread or fork to care about.
+        conn = sqlite3.connect(":memory:")
+        try:
+            before = time.monotonic()
+            day = conn.execute("SELECT julianday('now')").fetchone()[0]
+            after = time.monotonic()
+        finally:
+            conn.close()
+        # SQLite reads the clock in whole ms: add half of one, as for the half round trip
+        offset = (float(day) - _UNIX_EPOCH_JD) * 86_400.0 + 0.0005 - (before + after) / 2
+        with self._clock:
+            self._offset, self._synced_at = offset, after
 
     # running statements -------------------------------------------------------------------------
     def _classify(self, exc: Exception) -> ErrandsError | None:
