@@ -55,6 +55,7 @@ __all__ = [
     "Maintenance",
     "NewJob",
     "Outcome",
+    "SlotRequest",
     "Throughput",
     "WorkerInfo",
 ]
@@ -69,7 +70,10 @@ class Capability(str, Enum):
     QUERIES = "queries"  # get_job / list_jobs / stats by state
     PUSH_WAKEUP = "push_wakeup"  # idle workers are woken, not only polled
     PRIORITIES = "priorities"  # claim order follows priority (quorum queues deliver FIFO)
-    UNIQUE = "unique"  # unique_key and enqueue-by-existing-id return the existing job
+    UNIQUE = "unique"  # unique_key (with unique_for / debounce) and enqueue-by-existing-id return the existing job
+    QUEUE_CONTROL = "queue_control"  # pause_queues / resume_queues: claims skip paused queues
+    LIMITS = "limits"  # global concurrency and rate limits: acquire_slots / take_rate
+    WORKFLOWS = "workflows"  # chains and groups: wake, get_many, release(delay=)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,12 @@ class NewJob:
     unique_key: str | None = None
     timeout: float | None = None
     meta: str | None = None  # JSON object text (tracing context, workflow links); None means {}
+    # with unique_key (Capability.UNIQUE): a job with this key created less than ``unique_for``
+    # seconds ago holds the key even once finished (a throttle)
+    unique_for: float | None = None
+    # with unique_key: a not-yet-started holder takes this job's args/kwargs/meta and moves its
+    # run_at to now + ``debounce`` (the last enqueue wins); none: stored to run in ``debounce`` s
+    debounce: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +183,15 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotRequest:
+    """One of at most ``limit`` slots of ``key``, held by ``holder`` (a running job: ``id:token``)."""
+
+    key: str
+    holder: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobQuery:
     state: JobState | None = None
     queue: str | None = None
@@ -239,6 +258,18 @@ def throughput_buckets(since: float, bucket: float, now: float,
             elif state == JobState.FAILED.value:
                 failed[i] += int(count)
     return [(since + i * bucket, succeeded[i], failed[i]) for i in range(size)]
+
+
+def gcra(tat: float | None, now: float, limit: int, period: float) -> tuple[float, float]:
+    """One step of the generic cell rate algorithm behind ``Backend.take_rate``: given the stored
+    theoretical arrival time ``tat`` (None: never used), return ``(0.0, new_tat)`` when a start is
+    granted (store ``new_tat``), else ``(seconds to wait, tat)`` (store nothing)."""
+    interval = period / limit
+    start = now if tat is None else max(tat, now)
+    new_tat = start + interval
+    if new_tat - now <= period + 1e-9:
+        return 0.0, new_tat
+    return new_tat - period - now, start
 
 
 def check_buckets(since: float, bucket: float, now: float) -> None:
@@ -314,8 +345,10 @@ class Backend(abc.ABC):
         (fenced). Idempotent: a replay changes nothing."""
 
     @abc.abstractmethod
-    def release(self, claims: Sequence[Claim]) -> None:
-        """Put owned claims back to available without counting the attempt (graceful shutdown)."""
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
+        """Put owned claims back without counting the attempt: available (graceful shutdown), or
+        with ``delay`` > 0 scheduled that many seconds from now (a snooze: over a limit, waiting on
+        a workflow's dependencies). Claims no longer owned are left alone."""
 
     @abc.abstractmethod
     def maintain(self, limit: int = 1000) -> Maintenance:
@@ -353,6 +386,51 @@ class Backend(abc.ABC):
     def purge(self, state: JobState, older_than: float) -> int:
         """Delete jobs in a terminal ``state`` that finished before ``older_than``; returns the count."""
 
+
+    # queue control (Capability.QUEUE_CONTROL) --------------------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        """Pause (or resume) ``queues`` for every worker: ``claim`` and ``claim_ids`` skip jobs of
+        a paused queue, which stay available; running jobs finish. Persistent like the jobs.
+        Pausing a paused queue (or resuming a running one) changes nothing."""
+        raise NotSupported(f"{type(self).__name__} can't pause queues")
+
+    def paused_queues(self) -> frozenset[str]:
+        """The queues paused now."""
+        raise NotSupported(f"{type(self).__name__} can't pause queues")
+
+    # workflows (Capability.WORKFLOWS) -----------------------------------------------------------
+    def wake(self, job_ids: Sequence[str]) -> int:
+        """Make these jobs available now if they are scheduled (a dependency finished); others are
+        left alone. Returns how many moved. Wakes waiting workers like an enqueue."""
+        raise NotSupported(f"{type(self).__name__} can't wake scheduled jobs")
+
+    def get_many(self, job_ids: Sequence[str]) -> builtins.list[JobRecord]:
+        """The jobs of ``job_ids`` that exist, in any order (one round trip where possible)."""
+        return [record for record in map(self.get, dict.fromkeys(job_ids)) if record is not None]
+
+    # limits (Capability.LIMITS) -----------------------------------------------------------------
+    def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
+        """For each request, in order: True when ``holder`` now holds one of ``limit`` slots of
+        ``key`` (atomically: never more than ``limit`` live holders across every process), False
+        when they are all taken. A holder that already holds its slot keeps it (a heartbeat
+        calls this again) and its hold is pushed to ``ttl`` seconds from now; a hold not renewed
+        within ``ttl`` lapses (its worker died)."""
+        raise NotSupported(f"{type(self).__name__} can't enforce concurrency limits")
+
+    def release_slots(self, held: Sequence[tuple[str, str]]) -> None:
+        """Give back the slots of these ``(key, holder)`` pairs; unknown pairs are ignored."""
+        raise NotSupported(f"{type(self).__name__} can't enforce concurrency limits")
+
+    def slot_usage(self) -> dict[str, int]:
+        """Live holders per key (keys with none may be left out): the dashboard's limits view."""
+        raise NotSupported(f"{type(self).__name__} can't enforce concurrency limits")
+
+    def take_rate(self, key: str, limit: int, period: float) -> float:
+        """A rate limit of ``limit`` starts per ``period`` seconds for ``key``, shared by every
+        process (a generic cell rate algorithm: a burst of ``limit``, then one per
+        ``period / limit``). Returns 0.0 when a start was granted (and counted), else the
+        seconds until one will be (nothing counted)."""
+        raise NotSupported(f"{type(self).__name__} can't enforce rate limits")
 
     # observability (optional: the defaults raise NotSupported) ----------------------------------
     def register_worker(self, info: WorkerInfo, ttl: float) -> None:

@@ -27,10 +27,12 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    SlotRequest,
     Throughput,
     WorkerInfo,
     check_buckets,
     empty_counts,
+    gcra,
     throughput_buckets,
 )
 
@@ -50,7 +52,8 @@ class _Job:
 
 
 class MemoryBackend(Backend):
-    capabilities = frozenset({Capability.QUERIES, Capability.PUSH_WAKEUP, Capability.PRIORITIES, Capability.UNIQUE})
+    capabilities = frozenset({Capability.QUERIES, Capability.PUSH_WAKEUP, Capability.PRIORITIES, Capability.UNIQUE,
+                              Capability.QUEUE_CONTROL, Capability.LIMITS, Capability.WORKFLOWS})
 
     def __init__(self, url: str, settings: object) -> None:
         super().__init__(url, settings)  # type: ignore[arg-type]
@@ -61,6 +64,10 @@ class MemoryBackend(Backend):
         self._scheduled: list[tuple[float, str, int]] = []
         self._running: set[str] = set()
         self._unique: dict[str, str] = {}
+        self._unique_created: dict[str, tuple[str, float]] = {}  # key -> (last job, created_at): unique_for
+        self._paused: set[str] = set()
+        self._slots: dict[str, dict[str, float]] = {}  # key -> {holder: expires at}
+        self._rates: dict[str, float] = {}  # key -> theoretical arrival time (GCRA)
         self._versions = itertools.count(1)
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}  # id -> (info, expires at)
 
@@ -110,8 +117,11 @@ class MemoryBackend(Backend):
             return None
         return job
 
+    def _claimable(self, queues: Sequence[str] | None) -> builtins.list[str]:
+        return [q for q in (self._available if queues is None else queues) if q not in self._paused]
+
     def _pop_best(self, queues: Sequence[str] | None) -> _Job | None:
-        names = list(self._available) if queues is None else queues
+        names = self._claimable(queues)
         best_queue, best_entry = None, None
         for queue in names:
             heap = self._available.get(queue)
@@ -137,10 +147,13 @@ class MemoryBackend(Backend):
                 if new.id in self._jobs:
                     results.append(Enqueued(new.id, False))
                     continue
-                if new.unique_key and new.unique_key in self._unique:
-                    results.append(Enqueued(self._unique[new.unique_key], False))
+                holder = self._unique_holder(new, now)
+                if holder is not None:
+                    results.append(Enqueued(holder, False))
                     continue
                 run_at = new.run_at if new.run_at is not None else now + new.delay
+                if new.debounce is not None:
+                    run_at = now + new.debounce
                 record = JobRecord(
                     id=new.id, name=new.name, queue=new.queue, args=new.args, kwargs=new.kwargs,
                     state="new", attempts=0, max_attempts=new.max_attempts, priority=new.priority,
@@ -151,9 +164,28 @@ class MemoryBackend(Backend):
                 self._jobs[new.id] = job
                 if new.unique_key:
                     self._unique[new.unique_key] = new.id
+                    self._unique_created[new.unique_key] = (new.id, now)
                 self._move(job, _SCHEDULED if run_at > now else _AVAILABLE, now)
                 results.append(Enqueued(new.id, True))
             return results
+
+    def _unique_holder(self, new: NewJob, now: float) -> str | None:
+        """The job that holds ``new``'s unique key, after a debounce moved it (lock held)."""
+        key = new.unique_key
+        if not key:
+            return None
+        holder = self._unique.get(key)
+        if holder is None:
+            recent = self._unique_created.get(key)
+            if new.unique_for is not None and recent is not None and recent[1] > now - new.unique_for \
+                    and recent[0] in self._jobs:
+                return recent[0]
+            return None
+        job = self._jobs[holder]
+        if new.debounce is not None and job.record.state in (_SCHEDULED, _AVAILABLE):
+            self._move(job, _SCHEDULED, now, args=new.args, kwargs=new.kwargs, meta=new.meta,
+                       run_at=now + new.debounce)
+        return holder
 
     # worker ------------------------------------------------------------------------------------
     def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
@@ -175,7 +207,7 @@ class MemoryBackend(Backend):
             for job_id in dict.fromkeys(job_ids):
                 job = self._jobs.get(job_id)
                 record = job.record if job is not None else None
-                if job is not None and record is not None and (
+                if job is not None and record is not None and record.queue not in self._paused and (
                         record.state == _AVAILABLE or (record.state == _SCHEDULED and (record.run_at or 0) <= now)):
                     claims.append(self._take(job, now, worker_id, lease))  # its stale heap entry is skipped later
         return claims
@@ -226,13 +258,75 @@ class MemoryBackend(Backend):
                 self._move(job, state, now, **changes)
         return fenced
 
-    def release(self, claims: Sequence[Claim]) -> None:
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
         now = self.now()
         with self._lock:
             for claim in claims:
                 job = self._owned(claim.id, claim.token)
                 if job is not None:
-                    self._move(job, _AVAILABLE, now, attempts=max(job.record.attempts - 1, 0), run_at=now)
+                    self._move(job, _SCHEDULED if delay > 0 else _AVAILABLE, now,
+                               attempts=max(job.record.attempts - 1, 0), run_at=now + max(delay, 0.0))
+
+    # queue control, workflows, limits -----------------------------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        with self._lock:
+            if paused:
+                self._paused.update(queues)
+            else:
+                self._paused.difference_update(queues)
+                self._wakeup.notify_all()
+
+    def paused_queues(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._paused)
+
+    def wake(self, job_ids: Sequence[str]) -> int:
+        now = self.now()
+        moved = 0
+        with self._lock:
+            for job_id in dict.fromkeys(job_ids):
+                job = self._jobs.get(job_id)
+                if job is not None and job.record.state == _SCHEDULED:
+                    self._move(job, _AVAILABLE, now, run_at=now)
+                    moved += 1
+        return moved
+
+    def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
+        now = self.now()
+        granted = []
+        with self._lock:
+            for request in requests:
+                holders = self._slots.setdefault(request.key, {})
+                for holder in [h for h, expires in holders.items() if expires <= now]:
+                    del holders[holder]
+                ok = request.holder in holders or len(holders) < request.limit
+                if ok:
+                    holders[request.holder] = now + ttl
+                granted.append(ok)
+        return granted
+
+    def release_slots(self, held: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            for key, holder in held:
+                holders = self._slots.get(key)
+                if holders is not None:
+                    holders.pop(holder, None)
+                    if not holders:
+                        del self._slots[key]
+
+    def slot_usage(self) -> dict[str, int]:
+        now = self.now()
+        with self._lock:
+            return {key: n for key, holders in self._slots.items()
+                    if (n := sum(1 for expires in holders.values() if expires > now))}
+
+    def take_rate(self, key: str, limit: int, period: float) -> float:
+        now = self.now()
+        with self._lock:
+            wait, tat = gcra(self._rates.get(key), now, limit, period)
+            if wait == 0.0:
+                self._rates[key] = tat
+            return wait
 
     def maintain(self, limit: int = 1000) -> Maintenance:
         now = self.now()
@@ -258,8 +352,7 @@ class MemoryBackend(Backend):
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                names = list(self._available) if queues is None else queues
-                if any(self._available.get(q) for q in names):
+                if any(self._available.get(q) for q in self._claimable(queues)):
                     return
                 if self._scheduled and self._scheduled[0][0] <= self.now():
                     return
