@@ -25,6 +25,7 @@ from .errors import (
 )
 from .jobs import JobFunction, JobHandle, JobInfo
 from .retry import Constant, Exponential
+from .workflows import Progress, Signature, WorkflowHandle
 
 __version__ = "0.1.0"
 
@@ -43,9 +44,12 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "NotSupported",
+    "Progress",
     "Retry",
     "SerializationError",
+    "Signature",
     "UnknownJob",
+    "WorkflowHandle",
     "__version__",
     "current_job",
 ]

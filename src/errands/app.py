@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import logging
 import math
 import threading
@@ -18,17 +19,19 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from ._ids import new_id
 from ._states import TERMINAL_STATES, JobState
 from .backends import open_backend, redact_url
-from .backends.base import Backend, Capability, JobQuery, NewJob
-from .config import Settings, check_job_name
+from .backends.base import Backend, Capability, Enqueued, JobQuery, NewJob
+from .config import Settings, check_job_name, check_queue_name
 from .encryption import seal_arguments
-from .errors import ConfigurationError, SerializationError, UnknownJob
+from .errors import ConfigurationError, NotSupported, SerializationError, UnknownJob
 from .events import EventBus, JobEnqueued
 from .jobs import JobFunction, JobHandle, JobInfo, JobOptions
+from .limits import Limits
 from .middleware import Enqueue, Middleware, around_enqueue
 from .retry import BackoffLike, as_backoff
 from .scheduler import PeriodicSpec
 from .serialization import encode_arguments, encode_meta, payload_size
 from .spool import Spool
+from .workflows import Chain, FailurePolicy, Group, Progress, Signature, links_of
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -66,6 +69,7 @@ class Errands:
             self.add_middleware(item)
         self.registry: dict[str, JobFunction[Any, Any]] = {}
         self.periodics: list[PeriodicSpec] = []
+        self.queue_limits: dict[str, Limits] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
         self._connection: contextvars.ContextVar[object | None] = contextvars.ContextVar(
@@ -120,7 +124,9 @@ class Errands:
     def job(
         self, *, name: str | None = None, queue: str = "default", retries: int = 5,
         timeout: float | timedelta | None = None, priority: int = 0, backoff: BackoffLike = None,
-        encrypt: bool = False,
+        encrypt: bool = False, concurrency: int | None = None, rate_limit: str | None = None,
+        limit_key: Callable[..., Any] | None = None, unique_for: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
     def job(  # type: ignore[misc]  # mypy rejects the optional positional-only func beside the keyword-only overload
@@ -135,12 +141,24 @@ class Errands:
         priority: int = 0,
         backoff: BackoffLike = None,
         encrypt: bool = False,
+        concurrency: int | None = None,
+        rate_limit: str | None = None,
+        limit_key: Callable[..., Any] | None = None,
+        unique_for: float | timedelta | None = None,
+        debounce: float | timedelta | None = None,
     ) -> Any:
-        """Register a handler. Every option is checked here, so a bad one fails at import time."""
+        """Register a handler. Every option is checked here, so a bad one fails at import time.
+
+        ``concurrency`` (at most that many running across every worker) and ``rate_limit``
+        (``"100/m"``: starts per period, shared by every worker) hold per job, or per value of
+        ``limit_key(*args, **kwargs)`` when given (``errands.limits``). ``unique_for`` and
+        ``debounce`` (seconds or a timedelta) throttle or debounce enqueues with the same unique
+        key, by default the job's name and arguments."""
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
         options = JobOptions(queue=queue, retries=retries, timeout=timeout, priority=priority,
-                             backoff=as_backoff(backoff), encrypt=encrypt)
+                             backoff=as_backoff(backoff), encrypt=encrypt, unique_for=unique_for,  # type: ignore[arg-type]
+                             debounce=debounce, limits=Limits.build(concurrency, rate_limit, limit_key))  # type: ignore[arg-type]
 
         def register(function: Callable[..., Any]) -> JobFunction[Any, Any]:
             job_name = check_job_name(name or function.__name__)
@@ -171,6 +189,16 @@ class Errands:
             return job_function
 
         return register
+
+    def limit_queue(self, queue: str, *, concurrency: int | None = None, rate_limit: str | None = None) -> None:
+        """Limit every job of ``queue`` together, across all workers: at most ``concurrency``
+        running, at most ``rate_limit`` (``"10/s"``) starting; ``None`` for both lifts the limits.
+        Workers enforce what their app declares, so declare it where the handlers are."""
+        limits = Limits.build(concurrency, rate_limit)
+        if limits is None:
+            self.queue_limits.pop(check_queue_name(queue), None)
+        else:
+            self.queue_limits[check_queue_name(queue)] = limits
 
     def handler(self, name: str) -> JobFunction[Any, Any]:
         try:
@@ -214,32 +242,53 @@ class Errands:
         self, job: JobFunction[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
         meta_entries: Mapping[str, Any] | None, run_at: float | None, seconds: float, job_id: str | None,
     ) -> list[JobHandle]:
+        new_jobs = self._new_jobs(job, calls, meta_entries, run_at, seconds, job_id)
+        return [JobHandle(r.id, r.created, self) for r in self._submit(new_jobs)]
+
+    def _new_jobs(
+        self, job: JobFunction[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+        meta_entries: Mapping[str, Any] | None, run_at: float | None, seconds: float, job_id: str | None,
+    ) -> list[NewJob]:
+        """The records to store for ``calls`` of ``job``: arguments checked, sized and sealed."""
         options, limit = job.options, self.settings.max_payload_bytes
         meta = encode_meta(meta_entries)
+        windowed = options.unique_for is not None or options.debounce is not None
+        if windowed and Capability.UNIQUE not in self.backend.capabilities:
+            raise NotSupported(f"{type(self.backend).__name__} has no unique keys: unique_for and debounce "
+                               f"need Capability.UNIQUE")
         new_jobs = []
         for args, kwargs in calls:
             args_text, kwargs_text = encode_arguments(args, kwargs, limit)
             if meta is not None and payload_size(args_text, kwargs_text, meta) > limit:
                 raise SerializationError(f"arguments and meta take {payload_size(args_text, kwargs_text, meta)} "
                                          f"bytes, above max_payload_bytes={limit}")
+            unique_key = options.unique_key
+            if unique_key is None and windowed:  # by default a throttle or debounce is per name and arguments
+                unique_key = _arguments_key(job.name, args_text, kwargs_text)
             if options.encrypt:  # the store never holds the plaintext (errands.encryption)
                 args_text, kwargs_text = seal_arguments(args_text, kwargs_text, self.settings)
             new_jobs.append(NewJob(
                 id=job_id or new_id(), name=job.name, queue=options.queue, args=args_text, kwargs=kwargs_text,
                 max_attempts=options.max_attempts, priority=options.priority, run_at=run_at, delay=seconds,
-                unique_key=options.unique_key, timeout=options.timeout, meta=meta,
+                unique_key=unique_key, timeout=options.timeout, meta=meta, unique_for=options.unique_for,
+                debounce=options.debounce,
             ))
+        return new_jobs
+
+    def _submit(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Store ``new_jobs`` in one atomic step (through the spool or the caller's transaction
+        when there is one), tell listeners, wake workers."""
         spooled = False
         if self._spool is not None and self._connection.get() is None:  # a transaction's errors propagate
             results, spooled = self._spool.enqueue(new_jobs)
         else:
             results = self.backend.enqueue(new_jobs, connection=self._connection.get())
         if self.events.listening:
-            for result in results:
-                self.events.emit(JobEnqueued(result.id, job.name, options.queue, result.created))
+            for new, result in zip(new_jobs, results):
+                self.events.emit(JobEnqueued(result.id, new.name, new.queue, result.created))
         if self._connection.get() is None and not spooled:
             self.backend.notify()
-        return [JobHandle(r.id, r.created, self) for r in results]
+        return results
 
     @contextlib.contextmanager
     def transaction(self, connection: object) -> Iterator[object]:
@@ -308,6 +357,49 @@ class Errands:
 
     def stats(self, by_queue: bool = False) -> dict[str, Any]:
         return dict(self.backend.counts(by_queue=by_queue))
+
+    # queue control ---------------------------------------------------------------------------
+    def pause_queue(self, *queues: str) -> None:
+        """Stop every worker from starting jobs of these queues; running jobs finish, waiting ones
+        stay available (``Capability.QUEUE_CONTROL``)."""
+        self.backend.set_paused([check_queue_name(q) for q in queues], True)
+
+    def resume_queue(self, *queues: str) -> None:
+        self.backend.set_paused([check_queue_name(q) for q in queues], False)
+        self.backend.notify()
+
+    def paused_queues(self) -> frozenset[str]:
+        return self.backend.paused_queues()
+
+    def limit_usage(self) -> dict[str, int]:
+        """Running jobs per concurrency limit now, by key (``job:<name>[:<partition>]``,
+        ``queue:<name>``): what the dashboard shows beside the declared limits."""
+        return self.backend.slot_usage()
+
+    # workflows -------------------------------------------------------------------------------
+    def chain(self, *steps: Signature, on_failure: FailurePolicy = "fail") -> Chain:
+        """Steps that run one after the other, each handed the previous result:
+        ``app.chain(fetch.s(url), parse.s(), store.s()).perform()`` (``errands.workflows``)."""
+        return Chain(self, steps, on_failure)
+
+    def group(self, members: Iterable[Signature]) -> Group:
+        """Steps that run in parallel; ``.then(callback.s())`` runs once after all of them:
+        ``app.group([resize.s(i) for i in ids]).then(done.s()).perform()``."""
+        return Group(self, members)
+
+    def progress(self, job_id: str) -> Progress | None:
+        """Where the jobs ``job_id`` waits on stand (a chain step, a group's callback), or None
+        for a job that waits on nothing (or does not exist)."""
+        info = self.get_job(job_id)
+        links = links_of(info.meta) if info is not None else None
+        after = links.get("after") if links is not None else None
+        if not isinstance(after, list):
+            return None
+        return self._workflow_progress([str(i) for i in after])
+
+    def _workflow_progress(self, job_ids: Sequence[str]) -> Progress:
+        infos = [JobInfo.from_record(record) for record in self.backend.get_many(job_ids)]
+        return Progress.of(job_ids, infos)
 
     def spool_depth(self) -> int:
         """Jobs waiting in the spool file for the backend to answer again (0 without ``spool=``).
@@ -393,6 +485,11 @@ def _state(value: str | JobState) -> JobState:
     except ValueError:
         names = ", ".join(s.value for s in JobState)
         raise ConfigurationError(f"unknown job state {value!r}: expected one of {names}") from None
+
+
+def _arguments_key(name: str, args_text: str, kwargs_text: str) -> str:
+    digest = hashlib.sha256(f"{args_text}\0{kwargs_text}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{name}:{digest[:40]}"
 
 
 def _checked_delay(delay: float | timedelta) -> float:

@@ -15,11 +15,13 @@ from ._states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from .config import MAX_UNIQUE_KEY, check_queue_name
 from .encryption import check_available, is_sealed, reveal
 from .errors import ConfigurationError, SerializationError
+from .limits import Limits, seconds
 from .retry import Backoff, Exponential, as_backoff
 from .serialization import check_text, decode_arguments, decode_meta, decode_value, encode_meta
 
 if TYPE_CHECKING:
     from .app import Errands
+    from .workflows import Signature
     from .config import Settings
     from .backends.base import JobRecord
 
@@ -128,9 +130,20 @@ class JobOptions:
     backoff: Backoff = field(default_factory=Exponential)
     encrypt: bool = False
     meta: Mapping[str, Any] | None = field(default=None, hash=False)
+    # throttle: a job with the same unique key (default: name and arguments) created within this
+    # many seconds is returned instead of a new one, even once it finished
+    unique_for: float | None = None
+    # the last enqueue within this many seconds wins: a waiting job with the same unique key takes
+    # the new arguments and its start moves to now + debounce
+    debounce: float | None = None
+    limits: Limits | None = field(default=None, hash=False, compare=False)  # enforced by workers
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        object.__setattr__(self, "unique_for", seconds(self.unique_for, "unique_for"))
+        object.__setattr__(self, "debounce", seconds(self.debounce, "debounce"))
+        if self.unique_for is not None and self.debounce is not None:
+            raise ConfigurationError("unique_for and debounce don't mix: choose a throttle or a debounce")
         if not isinstance(self.encrypt, bool):
             raise ConfigurationError(f"encrypt must be True or False, got {self.encrypt!r}")
         if self.encrypt:
@@ -168,7 +181,7 @@ class JobOptions:
         return self.retries + 1
 
     def merge(self, **changes: Any) -> JobOptions:
-        unknown = set(changes) - {f.name for f in fields(self)}
+        unknown = set(changes) - {f.name for f in fields(self)} | ({"limits"} & set(changes))
         if unknown:
             raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")
         if "backoff" in changes:
@@ -233,8 +246,9 @@ class JobFunction(Generic[P, R]):
 
     def with_options(self, **options: Any) -> JobFunction[P, R]:
         """A copy that enqueues with other options: ``queue``, ``priority``, ``unique_key``,
-        ``retries``, ``timeout``, ``backoff``, ``encrypt``, ``meta`` (a dict stored with the job,
-        replacing any given before; what JSON can't carry is a ``SerializationError``).
+        ``unique_for``, ``debounce``, ``retries``, ``timeout``, ``backoff``, ``encrypt``, ``meta``
+        (a dict stored with the job, replacing any given before; what JSON can't carry is a
+        ``SerializationError``). Limits belong to the registered handler, not to one enqueue.
 
         >>> send_welcome.with_options(queue="mail", meta={"tenant": "acme"}).perform(42)
         """
@@ -242,6 +256,12 @@ class JobFunction(Generic[P, R]):
 
     def perform(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         return self.app._enqueue(self, [(args, kwargs)])[0]
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """This job with these arguments, not yet enqueued: a step of ``app.chain`` or ``app.group``."""
+        from .workflows import Signature
+
+        return Signature(self, args, kwargs)
 
     def perform_in(self, delay: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         return self.app._enqueue(self, [(args, kwargs)], delay=delay)[0]

@@ -8,19 +8,19 @@ from errands.backends.base import Capability
 from .conftest import BACKENDS
 
 C = Capability
+# what every store keeps beside the jobs: paused queues, limit slots and rates, workflow wake-ups
+STORE = frozenset({C.QUERIES, C.PRIORITIES, C.UNIQUE, C.QUEUE_CONTROL, C.LIMITS, C.WORKFLOWS})
 CAPABILITY_TABLE: dict[str, frozenset[Capability]] = {
-    "memory": frozenset({C.QUERIES, C.PUSH_WAKEUP, C.PRIORITIES, C.UNIQUE}),
-    "sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PRIORITIES, C.UNIQUE}),
-    "redis": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP, C.PRIORITIES, C.UNIQUE}),
-    "postgres": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP,
-                           C.PRIORITIES, C.UNIQUE}),
+    "memory": STORE | {C.PUSH_WAKEUP},
+    "sqlite": STORE | {C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT},
+    "redis": STORE | {C.MULTI_PROCESS, C.PERSISTENT, C.PUSH_WAKEUP},
+    "postgres": STORE | {C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.PUSH_WAKEUP},
     # no PUSH_WAKEUP: MySQL has no LISTEN/NOTIFY; idle workers poll an index probe (2-50 ms)
-    "mysql": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PRIORITIES, C.UNIQUE}),
+    "mysql": STORE | {C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT},
     # the broker alone: no records to query, no uniqueness; quorum queues deliver first in, first out
     "amqp": frozenset({C.MULTI_PROCESS, C.PERSISTENT, C.PUSH_WAKEUP}),
     # with a store (SQLite here): the store's capabilities, plus the broker's push, minus priority order
-    "amqp+sqlite": frozenset({C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.QUERIES, C.PUSH_WAKEUP,
-                              C.UNIQUE}),
+    "amqp+sqlite": STORE - {C.PRIORITIES} | {C.TRANSACTIONAL_ENQUEUE, C.MULTI_PROCESS, C.PERSISTENT, C.PUSH_WAKEUP},
 }
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from .._states import TERMINAL_STATES
 from ..backends.base import Backend, Claim, Outcome
 from ..config import check_queue_name
 from ..errors import ConfigurationError
@@ -25,6 +26,7 @@ from ..scheduler import Scheduler
 from ._looper import Looper
 from ._signals import handling_signals
 from .executor import Executor
+from .gate import Gate
 from .reporting import Reporter
 from .settler import Settler
 
@@ -88,6 +90,8 @@ class Worker:
 
     def _run(self, backend: Backend) -> None:
         self.executor = Executor(self.app, self._job_done)
+        self.gate = Gate(self.app, backend, self.settings.lease)
+        self._followers: dict[str, list[str]] = {}  # job id -> workflow steps to wake when it ends
         self.settler = Settler(backend, self._settled)
         self.scheduler = Scheduler(self.app.periodics, backend)
         lease = self.settings.lease
@@ -172,13 +176,21 @@ class Worker:
             self._stopping.wait(self.settings.poll_interval)
 
     def _dispatch(self, claims: list[Claim]) -> None:
+        try:
+            admitted = self.gate.admit(claims)
+        except Exception as exc:  # their leases bring them back; the claim loop goes on
+            logger.warning("could not check the limits and dependencies of %d job(s): %s", len(claims), exc)
+            return
         with self._cond:
-            self._busy += len(claims)
-            for claim in claims:
+            self._followers.update(admitted.followers)
+            self._busy += len(admitted.run)
+            for claim, _ in admitted.run:
                 self._owned[claim.id] = claim
-        self.reporter.started(claims)
-        for claim in claims:
-            self.executor.submit(claim)
+        for outcome in admitted.failed:
+            self.settler.add(outcome)
+        self.reporter.started([claim for claim, _ in admitted.run])
+        for claim, prefix in admitted.run:
+            self.executor.submit(claim, prefix)
 
     def _burst_idle(self, idle_checks: int) -> int:
         """Burst mode ends after two empty claims with nothing running and every outcome settled
@@ -193,26 +205,41 @@ class Worker:
 
     # callbacks -------------------------------------------------------------------------------
     def _job_done(self, claim: Claim, outcome: Outcome | None) -> None:
+        self.gate.finished(claim.id)
         if outcome is not None:
             self.settler.add(outcome)
         self.reporter.finished(claim, outcome)
         with self._cond:
             if outcome is None:
                 self._owned.pop(claim.id, None)
+                self._followers.pop(claim.id, None)
             self._busy -= 1
             self.processed += 1
             self._cond.notify_all()
 
     def _settled(self, outcomes: Sequence[Outcome], fenced: list[str]) -> None:
+        wake: list[str] = []
         with self._cond:
             for outcome in outcomes:
                 self._owned.pop(outcome.id, None)
+                followers = self._followers.pop(outcome.id, None)
+                if followers and outcome.state in TERMINAL_STATES and outcome.id not in fenced:
+                    wake.extend(followers)
+        if wake:
+            try:
+                self.app.backend.wake(wake)
+            except Exception as exc:  # the waiting steps wake by themselves (workflows.WAIT_POLL)
+                logger.warning("could not wake %d workflow step(s): %s", len(wake), exc)
 
     def _heartbeat(self) -> None:
         with self._cond:
             claims = list(self._owned.values())
         if claims:
             self._extend(claims)
+            try:
+                self.gate.renew()
+            except Exception as exc:  # a slot not renewed lapses after a lease; the next beat tries again
+                logger.warning("could not renew limit slots: %s", exc)
         self._announce()  # after the leases: the registry is best effort, the leases are not
 
     def _announce(self) -> None:

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +102,9 @@ class Executor:
         self._watchdog.start()
 
     # public ----------------------------------------------------------------------------------
-    def submit(self, claim: Claim) -> None:
-        """Start running ``claim``; ``on_done`` is called exactly once with its outcome."""
+    def submit(self, claim: Claim, prefix: Sequence[Any] = ()) -> None:
+        """Start running ``claim``, with ``prefix`` before its own arguments (what a workflow
+        step is fed); ``on_done`` is called exactly once with its outcome."""
         try:
             job = self.app.handler(claim.name)
             _check_stored_size(claim, self.app.settings.max_payload_bytes)
@@ -113,6 +114,8 @@ class Executor:
             logger.error("job %s (%s) can't run: %s", claim.id, claim.name, exc)
             self.on_done(claim, Outcome(claim.id, claim.token, JobState.FAILED, error=f"{type(exc).__name__}: {exc}"))
             return
+        if prefix:
+            args = [*prefix, *args]
         context = JobContext(claim.id, claim.name, claim.queue, claim.attempts, claim.max_attempts, meta)
         running = _Running(claim, job, args, kwargs, context)
         timeout = claim.timeout if claim.timeout is not None else job.options.timeout
