@@ -28,8 +28,12 @@ that can't break the hash tag ``{<q>}``, which puts one queue's keys in one Redi
     <prefix>:{<q>}:succeeded|failed|cancelled  zset  score: finished_at (retention, purge)
     <prefix>:{<q>}:ids:<state>         zset  all scores 0: ids in lexical order, for list()
     <prefix>:{<q>}:unique              hash  unique_key -> the unfinished job holding it
+    <prefix>:{<q>}:unique_last         hash  unique_key -> the job last created with it (unique_for)
+    <prefix>:{<q>}:paused              string  present while the queue is paused (claims skip it)
     <prefix>:{<q>}:wake                list  wake-up tokens for idle workers (BLPOP; at most 64)
+    <prefix>:paused                    set   queues paused (a superset of the flags: paused_queues)
     <prefix>:workers, <prefix>:worker:<id>     the worker registry (see _redis_registry.py)
+    <prefix>:{:limits}:...             concurrency slots and rate limits (see _redis_limits.py)
 
 Unique keys and ids are unique per queue; ``get``/``cancel``/``retry`` look in every known queue.
 A job exists once the reply arrived, and survives a server crash as far as its AOF settings go:
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import secrets
 import threading
@@ -63,9 +68,10 @@ from ._redis_codec import head_score as _head_score
 from ._redis_codec import integer as _int
 from ._redis_codec import job_record as _record
 from ._redis_codec import json_text as _json_text
-from ._redis_codec import optional_json as _optional_json
 from ._redis_codec import number as _float
+from ._redis_codec import optional_json as _optional_json
 from ._redis_codec import text as _s
+from ._redis_limits import RedisLimits
 from ._redis_registry import RedisRegistry
 from .base import (
     Backend,
@@ -91,11 +97,13 @@ __all__ = ["RedisBackend", "escape_queue", "parse_duration"]
 logger = logging.getLogger("errands.backends.redis")
 
 STATES = tuple(state.value for state in JobState)
-SCRIPTS = ("enqueue", "claim", "claim_ids", "extend", "settle", "release", "maintain", "cancel", "retry", "purge")
+SCRIPTS = ("enqueue", "claim", "claim_ids", "extend", "settle", "release", "maintain", "cancel", "retry", "purge",
+           "pause", "wake", "get_many", "acquire_slots", "release_slots", "slot_usage", "take_rate")
 OPTIONS = ("prefix", "retention", "failed_retention")
 TTL_MARGIN = 3600.0  # a record outlives its retention by this much: maintain() purges it first
 QUEUE_CACHE = 1.0  # seconds the known-queue list is trusted on hot paths (claim, maintain)
 BLOCK_CHUNK = 2.0  # one BLPOP never blocks longer, so it stays well inside the socket timeout
+GET_MANY_BATCH = 500  # ids one get_many script reads at most (each looked up in every queue)
 PROMOTE_LIMIT = PURGE_BATCH = 1000  # jobs one script call moves at most: no call blocks Redis for long
 # Refusals that mean "not now" rather than a bug: reported as BackendUnavailable. redis-py
 # strips the code from the errors it has classes for, so match both the class and the text.
@@ -131,6 +139,11 @@ def _arg(text: str | None) -> str:
     return "" if text is None else "=" + text
 
 
+def _seconds(value: float | None) -> str:
+    """Optional seconds as a script argument: "" for None."""
+    return "" if value is None else repr(float(value))
+
+
 def _token_queue(token: str) -> str | None:
     """Claim tokens end in "|<queue>", so an Outcome (which carries no queue) finds its keys."""
     return token.split("|", 1)[1] if "|" in token else None
@@ -145,13 +158,13 @@ def _by_queue(items: Sequence[tuple[str, Sequence[Any]]]) -> tuple[list[str], li
     return list(index), args
 
 
-class RedisBackend(RedisRegistry, Backend):
+class RedisBackend(RedisRegistry, RedisLimits, Backend):
     """Jobs in Redis: one Lua script per state change, sorted sets per queue and state,
     blocking wake-ups for idle workers. See the module docstring for the key layout."""
 
     capabilities = frozenset({Capability.MULTI_PROCESS, Capability.PERSISTENT, Capability.QUERIES,
-                              Capability.PUSH_WAKEUP,
-                              Capability.PRIORITIES, Capability.UNIQUE})
+                              Capability.PUSH_WAKEUP, Capability.PRIORITIES, Capability.UNIQUE,
+                              Capability.QUEUE_CONTROL, Capability.LIMITS, Capability.WORKFLOWS})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)
@@ -254,8 +267,13 @@ class RedisBackend(RedisRegistry, Backend):
         return f"{self.prefix}:{{{escape_queue(queue)}}}:"
 
     def _run(self, name: str, queues: Sequence[str], args: Sequence[Any]) -> Any:
+        return self._script(name, [self._base(q) for q in queues], args)
+
+    def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._client is None:
+            self.open()
         with self._errors():
-            return self._scripts[name](keys=[self._base(q) for q in queues], args=[*self._ttls, *args])
+            return self._scripts[name](keys=keys, args=[*self._ttls, *args])
 
     def _pipeline(self, commands: Iterable[Sequence[Any]]) -> list[Any]:
         """Raw commands in one round trip; a command that failed leaves its exception in its slot."""
@@ -301,7 +319,8 @@ class RedisBackend(RedisRegistry, Backend):
         queues, args = _by_queue([(job.queue, (
             job.id, job.name, job.queue, job.args, job.kwargs, job.max_attempts, job.priority,
             _arg(None if job.run_at is None else repr(float(job.run_at))), repr(float(job.delay)),
-            _arg(job.unique_key), "" if job.timeout is None else repr(float(job.timeout)), _arg(job.meta),
+            _arg(job.unique_key), _seconds(job.timeout), _arg(job.meta), _seconds(job.unique_for),
+            _seconds(job.debounce),
         )) for job in jobs])
         # The known-queue set lives outside the queues' hash tags, so the script can't add to it:
         # each process adds its queues once a minute (so a lost set heals), not on every enqueue.
@@ -397,11 +416,76 @@ class RedisBackend(RedisRegistry, Backend):
             fenced += [_s(i) for i in more]
         return fenced
 
-    def release(self, claims: Sequence[Claim]) -> None:
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
+        if not math.isfinite(delay):
+            raise ConfigurationError(f"release delay must be finite seconds, got {delay!r}")
         if claims:
             queues, args = _by_queue([(c.queue, (c.id, c.token)) for c in claims])
-            _, errors = self._run("release", queues, args)
+            _, errors = self._run("release", queues, [repr(max(float(delay), 0.0)), *args])
             self._report(errors, queues)
+
+    # queue control and workflows ---------------------------------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        """Each queue's flag is the truth claims read; ``<prefix>:paused`` lists the flagged
+        queues, so it is added to before a flag is set and removed from after one is cleared."""
+        names = list(dict.fromkeys(queues))
+        if not names:
+            return
+        index = f"{self.prefix}:paused"
+        if paused:
+            with self._errors():
+                self.client.sadd(index, *names)
+        _, errors = self._run("pause", names, ["1" if paused else "0"])
+        self._report(errors, names)
+        if not paused:
+            with self._errors():
+                self.client.srem(index, *names)
+
+    def paused_queues(self) -> frozenset[str]:
+        with self._errors():
+            members = self.client.smembers(f"{self.prefix}:paused")
+        names = [m.decode("utf-8", "surrogateescape") if isinstance(m, bytes) else m for m in members]
+        # an index entry without its flag is a pause or resume half done: not paused (yet)
+        flags = self._pipeline(("EXISTS", self._base(q) + "paused") for q in names) if names else []
+        return frozenset(q for q, flag in zip(names, flags) if flag == 1)
+
+    def wake(self, job_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(job_ids))
+        queues = self._queues()
+        if not ids or not queues:
+            return 0
+        moved, missing, errors = self._run("wake", queues, ids)
+        self._report(errors, queues)
+        if missing and time.monotonic() - self._known_at > 0.05:  # in a queue not seen yet? (as get())
+            known = set(queues)
+            fresh = [q for q in self._queues(0) if q not in known]
+            if fresh:
+                more, _, errors = self._run("wake", fresh, [_s(m) for m in missing])
+                self._report(errors, fresh)
+                moved += more
+        return int(moved)
+
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        ids = list(dict.fromkeys(job_ids))
+        records: list[JobRecord] = []
+        for start in range(0, len(ids), GET_MANY_BATCH):
+            batch = ids[start:start + GET_MANY_BATCH]
+            queues = self._queues()
+            missing = self._get_many(batch, queues, records) if queues else batch
+            if missing and time.monotonic() - self._known_at > 0.05:  # in a queue not seen yet?
+                known = set(queues)
+                fresh = [q for q in self._queues(0) if q not in known]
+                if fresh:
+                    self._get_many(missing, fresh, records)
+        return records
+
+    def _get_many(self, ids: Sequence[str], queues: Sequence[str], into: list[JobRecord]) -> list[str]:
+        """Append the records found to ``into``; return the ids no queue holds."""
+        found, missing = self._run("get_many", queues, ids)
+        for i in range(0, len(found), 3):
+            flat = found[i + 2]
+            into.append(_record(dict(zip(flat[::2], flat[1::2])), _s(found[i + 1]), queues[int(found[i]) - 1]))
+        return [_s(m) for m in missing]
 
     def maintain(self, limit: int = 1000) -> Maintenance:
         if not self._server_checked:

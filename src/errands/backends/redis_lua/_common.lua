@@ -33,7 +33,7 @@ end
 
 -- A key of the wrong type must fail its own queue, never abort a script halfway (Redis keeps
 -- the writes a failed script already made), so every script checks its queues before writing.
-local CHECKED = {{'unique', 'hash'}, {'wake', 'list'}}
+local CHECKED = {{'unique', 'hash'}, {'unique_last', 'hash'}, {'wake', 'list'}}
 for state in pairs(STATES) do
   CHECKED[#CHECKED + 1] = {state, 'zset'}
   CHECKED[#CHECKED + 1] = {'ids:' .. state, 'zset'}
@@ -89,8 +89,10 @@ local function place(base, id, from, to, score)
   redis.call('ZADD', base .. 'ids:' .. to, 0, id)
 end
 
+-- A paused queue gets no tokens: a worker would only wake to find nothing it may claim (resuming
+-- pushes them, see pause.lua).
 local function wake(base, count)
-  if count <= 0 then return end
+  if count <= 0 or redis.call('EXISTS', base .. 'paused') == 1 then return end
   local tokens = {}
   for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
   redis.call('LPUSH', base .. 'wake', unpack(tokens))
@@ -101,6 +103,25 @@ local function make_available(base, key, id, from, priority, run_at)
   redis.call('HSET', key, 'state', 'available', 'run_at', fmt(run_at))
   redis.call('HDEL', key, 'token')
   place(base, id, from, 'available', available_score(priority, run_at))
+end
+
+-- Back to waiting until run_at (a retry's backoff, a snooze, a debounce).
+local function schedule(base, key, id, from, run_at)
+  redis.call('HSET', key, 'state', 'scheduled', 'run_at', fmt(run_at))
+  redis.call('HDEL', key, 'token')
+  place(base, id, from, 'scheduled', run_at)
+end
+
+-- Deletes a finished record for good, and the unique_for entry naming it (so that hash shrinks
+-- as jobs are purged).
+local function drop(base, id, state)
+  local key = base .. 'job:' .. id
+  local uk = redis.pcall('HGET', key, 'unique_key')
+  if type(uk) == 'string' and redis.call('HGET', base .. 'unique_last', uk) == id then
+    redis.call('HDEL', base .. 'unique_last', uk)
+  end
+  redis.call('DEL', key)
+  unindex(base, id, state)
 end
 
 -- Any move to a terminal state: frees the unique key, stamps finished_at, starts the TTL.

@@ -1,5 +1,6 @@
 -- claim: promote due scheduled jobs, then move up to `limit` available jobs to running, best
--- first across every queue given (priority, then run_at, then id).
+-- first across every queue given (priority, then run_at, then id). A paused queue's due jobs are
+-- promoted, but none of its jobs is claimed.
 -- ARGV[4..8]: limit, lease seconds, worker id, nonce (fresh per call), promotion limit
 -- ARGV[9..]: the queue names, in KEYS order (each claim's token names its queue)
 -- Returns {claims, skipped, corrupt, errors}; claims is flat, 11 fields per claim:
@@ -9,9 +10,11 @@ local promote_limit = tonumber(ARGV[8])
 local good, errs = check_all()
 local skipped, broken = 0, 0
 
+local open, paused = {}, {}
 for _, qi in ipairs(good) do
   local _, gone, bad = promote_due(KEYS[qi], promote_limit)
   skipped, broken = skipped + gone, broken + bad
+  if redis.call('EXISTS', KEYS[qi] .. 'paused') == 1 then paused[qi] = true else open[#open + 1] = qi end
 end
 
 local claims, n = {}, 0
@@ -54,12 +57,12 @@ for _ = 1, 8 do
   local want = limit - n
   if want <= 0 then break end
   local cand = {}
-  for _, qi in ipairs(good) do
+  for _, qi in ipairs(open) do
     local r = redis.call('ZRANGE', KEYS[qi] .. 'available', 0, want - 1, 'WITHSCORES')
     for i = 1, #r, 2 do cand[#cand + 1] = {tonumber(r[i + 1]), r[i], qi} end
   end
   if #cand == 0 then break end
-  if #good > 1 then
+  if #open > 1 then
     table.sort(cand, function(x, y)
       if x[1] ~= y[1] then return x[1] < y[1] end
       return x[2] < y[2]
@@ -68,8 +71,8 @@ for _ = 1, 8 do
   for i = 1, math.min(want, #cand) do take(cand[i][3], cand[i][2]) end
 end
 
--- Tokens left in an emptied queue's wake list would only cause empty claims later.
+-- Tokens left in an emptied (or paused) queue's wake list would only cause empty claims later.
 for _, qi in ipairs(good) do
-  if redis.call('ZCARD', KEYS[qi] .. 'available') == 0 then redis.call('DEL', KEYS[qi] .. 'wake') end
+  if paused[qi] or redis.call('ZCARD', KEYS[qi] .. 'available') == 0 then redis.call('DEL', KEYS[qi] .. 'wake') end
 end
 return {claims, skipped, broken, errs}

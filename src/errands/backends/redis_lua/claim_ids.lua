@@ -1,5 +1,6 @@
 -- claim_ids: move exactly the given jobs to running, each only if it is available, or scheduled
--- and due (claimed straight from the scheduled set: claim.lua would have promoted it first).
+-- and due (claimed straight from the scheduled set: claim.lua would have promoted it first), and
+-- its queue is not paused.
 -- KEYS: every known queue (a job is looked up in each, as cancel.lua does).
 -- ARGV[4..7]: lease seconds, worker id, nonce (fresh per call), Q (the number of queues)
 -- ARGV[8..7+Q]: the queue names, in KEYS order (each claim's token names its queue)
@@ -9,7 +10,12 @@
 local lease, worker, nonce, nq = tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local good, errs = check_all()
 local claims, missing, broken, n = {}, {}, 0, 0
-local seen, touched = {}, {}
+local seen, touched, paused = {}, {}, {}
+
+local function is_paused(qi)
+  if paused[qi] == nil then paused[qi] = redis.call('EXISTS', KEYS[qi] .. 'paused') == 1 end
+  return paused[qi]
+end
 
 local function take(qi, base, key, id, f)
   local from = f[1]
@@ -48,7 +54,8 @@ for a = 8 + nq, #ARGV do
                      'run_at')
       if f then
         found = true
-        if f[1] == 'available' or (f[1] == 'scheduled' and (tonumber(f[10]) or math.huge) <= NOW) then
+        if (f[1] == 'available' or (f[1] == 'scheduled' and (tonumber(f[10]) or math.huge) <= NOW))
+            and not is_paused(qi) then
           take(qi, base, key, id, f)
         end
         break

@@ -15,10 +15,7 @@ for _, qi in ipairs(good) do
   for state, age in pairs(keep) do
     if age > 0 then
       local old = redis.call('ZRANGEBYSCORE', base .. state, '-inf', '(' .. fmt(NOW - age), 'LIMIT', 0, limit)
-      for _, id in ipairs(old) do
-        redis.call('DEL', base .. 'job:' .. id)
-        unindex(base, id, state)
-      end
+      for _, id in ipairs(old) do drop(base, id, state) end
       purged = purged + #old
     end
   end

@@ -8,10 +8,7 @@ if TERMINAL[state] then
   for _, qi in ipairs(good) do
     local base = KEYS[qi]
     local old = redis.call('ZRANGEBYSCORE', base .. state, '-inf', '(' .. cutoff, 'LIMIT', 0, batch)
-    for _, id in ipairs(old) do
-      redis.call('DEL', base .. 'job:' .. id)
-      unindex(base, id, state)
-    end
+    for _, id in ipairs(old) do drop(base, id, state) end
     deleted = deleted + #old
     if #old == batch then more = 1 end
   end

@@ -28,9 +28,7 @@ for a = 4, #ARGV, 7 do
         make_available(base, key, id, 'running', f[3], NOW)
         woken[qi] = (woken[qi] or 0) + 1
       else
-        redis.call('HSET', key, 'state', 'scheduled', 'run_at', fmt(NOW + delay))
-        redis.call('HDEL', key, 'token')
-        place(base, id, 'running', 'scheduled', NOW + delay)
+        schedule(base, key, id, 'running', NOW + delay)
       end
     end
   end
