@@ -109,3 +109,56 @@ def test_unique_keys_are_data(app: Errands, report, key: str) -> None:  # type: 
     assert (again.id, again.created) == (first.id, False)
     assert app.get_job(first.id).unique_key == key  # type: ignore[union-attr]
     assert plain.id != first.id and sum(app.stats().values()) == 2
+
+
+# unique_for (a throttle) and debounce ------------------------------------------------------------
+
+
+@pytest.mark.requires(Capability.QUERIES)
+def test_unique_for_throttles_by_name_and_arguments(app: Errands) -> None:
+    from datetime import timedelta
+
+    runs: list[int] = []
+
+    @app.job(name="digest", unique_for=timedelta(hours=1))
+    def digest(user_id: int) -> None:
+        runs.append(user_id)
+
+    first = digest.perform(7)
+    app.run_worker(concurrency=1, burst=True)
+    again = digest.perform(7)
+    other = digest.perform(8)
+    app.run_worker(concurrency=1, burst=True)
+
+    assert first.created and not again.created and again.id == first.id, "finished, but within the hour"
+    assert other.created and other.id != first.id, "other arguments: another key"
+    assert sorted(runs) == [7, 8]
+
+
+@pytest.mark.requires(Capability.QUERIES)
+def test_debounce_runs_once_with_the_last_arguments(app: Errands) -> None:
+    runs: list[str] = []
+
+    @app.job(name="reindex", debounce=0.4)
+    def reindex(doc: str, version: int) -> None:
+        runs.append(f"{doc}@{version}")
+
+    handles = [reindex.with_options(unique_key="reindex:doc-1").perform("doc-1", v) for v in range(5)]
+
+    assert handles[0].created and all(not h.created and h.id == handles[0].id for h in handles[1:])
+    info = app.get_job(handles[0].id)
+    assert info is not None and info.state == JobState.SCHEDULED and info.args == ["doc-1", 4]
+    with app.worker(concurrency=2):
+        assert handles[0].wait(10).state == JobState.SUCCEEDED
+    assert runs == ["doc-1@4"]
+
+
+def test_throttle_and_debounce_options_are_checked(app: Errands) -> None:
+    from errands import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="unique_for"):
+        app.job(name="a", unique_for=-1)
+    with pytest.raises(ConfigurationError, match="debounce"):
+        app.job(name="b", debounce="soon")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="don't mix"):
+        app.job(name="c", unique_for=5, debounce=5)
