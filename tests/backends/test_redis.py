@@ -20,16 +20,16 @@ import pytest
 
 redis = pytest.importorskip("redis")
 from redis.crc import key_slot
-from tests.conftest import wait_until
-from tests.faults._servers import RedisServer, free_port
 
 from errands._ids import new_id
 from errands.backends import open_backend
-from errands.backends.base import JobQuery, NewJob, Outcome
+from errands.backends.base import JobQuery, NewJob, Outcome, SlotRequest
 from errands.backends.redis import RedisBackend, escape_queue, parse_duration
 from errands.config import Settings
 from errands.errors import BackendUnavailable, ConfigurationError
 from errands.jobs import JobState
+from tests.conftest import wait_until
+from tests.faults._servers import RedisServer, free_port
 
 SHARED = "redis://127.0.0.1:6379/0"
 
@@ -427,3 +427,112 @@ def test_eight_threads_claiming_never_claim_one_job_twice(prefix: str) -> None:
     finally:
         for backend in (shared, *own):
             backend.close()
+
+
+# paused queues, limits, unique_for (#9) ------------------------------------------------------------
+
+ODD_KEYS = ["*", "?", "[a-z]", "{tag}", "a:b", "%", "", "q\nq", "x'; return 1 --", "\u202eevil"]
+
+
+def test_pause_and_limit_keys_live_under_the_prefix_in_one_slot_each(backend: RedisBackend, raw: Any,
+                                                                     prefix: str) -> None:
+    backend.enqueue([job(q) for q in ODD_QUEUES])
+    backend.set_paused(ODD_QUEUES, True)
+    assert backend.acquire_slots([SlotRequest(k, "h", 5) for k in ODD_KEYS], ttl=30) == [True] * len(ODD_KEYS)
+    assert all(backend.take_rate(k, 5, 60.0) == 0.0 for k in ODD_KEYS)
+
+    keys = keys_of(raw, prefix)
+    assert all(k.startswith(prefix + ":") for k in keys)
+    for queue in ODD_QUEUES:  # each flag sits in its queue's slot
+        flag = f"{prefix}:{{{escape_queue(queue)}}}:paused"
+        assert flag in keys
+        assert key_slot(flag.encode("utf-8", "surrogateescape")) == \
+            key_slot(f"{prefix}:{{{escape_queue(queue)}}}:available".encode("utf-8", "surrogateescape"))
+    limit_keys = [k for k in keys if k.startswith(f"{prefix}:{{:limits}}:")]
+    assert len(limit_keys) == 2 * len(ODD_KEYS) + 1  # a slot set and a rate per key, and the index
+    assert len({key_slot(k.encode("utf-8", "surrogateescape")) for k in limit_keys}) == 1
+    assert ":limits" not in {escape_queue(q) for q in ODD_QUEUES}, "no queue's tag is the limits' tag"
+
+
+def test_names_with_lua_and_glob_metacharacters_are_data(backend: RedisBackend) -> None:
+    backend.enqueue([job("*"), job("a")])
+    backend.set_paused(["*"], True)
+    assert backend.paused_queues() == frozenset({"*"})
+    assert [c.queue for c in backend.claim(None, 10, worker_id="w", lease=30)] == ["a"], "'*' paused only itself"
+
+    assert backend.acquire_slots([SlotRequest("*", "h1", 1), SlotRequest("a", "h2", 1),
+                                  SlotRequest("%", "h3", 1), SlotRequest("*", "h4", 1)], ttl=30) == \
+        [True, True, True, False]
+    assert backend.slot_usage() == {"*": 1, "a": 1, "%": 1}
+    assert backend.take_rate("[a]", 1, 60.0) == 0.0
+    assert backend.take_rate("a", 1, 60.0) == 0.0, "'[a]' is no pattern that matches 'a'"
+    assert backend.take_rate("[a]", 1, 60.0) > 0.0
+
+
+def test_wait_blocks_while_the_only_available_jobs_are_paused(backend: RedisBackend) -> None:
+    backend.enqueue([job("q")])  # its wake-up token is still there when the pause comes
+    backend.set_paused(["q"], True)
+    for _ in range(10):
+        backend.enqueue([job("q")])
+    backend.enqueue([job("q", delay=0.1)])
+    for queues in (["q"], None):
+        claims, rounds, started = 0, 0, time.monotonic()
+        while time.monotonic() - started < 0.6:  # a worker's idle loop
+            claims += len(backend.claim(queues, 10, worker_id="w", lease=30))
+            backend.wait(queues, 0.6 - (time.monotonic() - started))
+            rounds += 1
+        assert claims == 0
+        assert rounds <= 3, "woke for nothing it may claim"  # the timeout, and once for the due job
+        assert backend.counts()["available"] == 12, "paused jobs wait, available"
+    started = time.monotonic()
+    backend.wait(["q"], 0.3)
+    assert time.monotonic() - started >= 0.25, "woke for a paused queue"
+
+
+def test_resuming_wakes_a_blocked_wait(private: RedisServer) -> None:
+    waiter, admin = make(private.url()), make(private.url())
+    try:
+        admin.set_paused(["mail"], True)
+        admin.enqueue([job("mail")])
+        assert waiter.claim(["mail"], 10, worker_id="w", lease=30) == []
+        thread, woke = _blocked_wait(waiter, private, ["mail"], 10.0)
+        admin.enqueue([job("mail")])
+        thread.join(0.3)
+        assert not woke, "an enqueue to a paused queue woke a worker that may not claim it"
+        resumed = time.monotonic()
+        admin.set_paused(["mail"], False)
+        thread.join(5)
+        assert woke and woke[0] - resumed < 0.1
+        assert len(waiter.claim(["mail"], 10, worker_id="w", lease=30)) == 2
+    finally:
+        waiter.close()
+        admin.close()
+
+
+def test_limit_keys_expire_once_nothing_in_them_is_live(backend: RedisBackend, raw: Any, prefix: str) -> None:
+    base = f"{prefix}:{{:limits}}:"
+    backend.acquire_slots([SlotRequest("k", "h", 1)], ttl=0.2)
+    assert 0 < raw.pttl(base + "slot:k") <= 1200
+    assert backend.take_rate("r", 10, 1.0) == 0.0
+    assert 0 < raw.pttl(base + "rate:r") <= 200
+    live = (base + "slot:", base + "rate:")
+    wait_until(lambda: not [k for k in keys_of(raw, prefix) if k.startswith(live)] or None, timeout=5,
+               message="limit keys to expire")
+    assert backend.slot_usage() == {}
+    backend.acquire_slots([SlotRequest("k", "h", 1)], ttl=30)
+    backend.release_slots([("k", "h")])
+    assert not raw.exists(base + "slot:k") and raw.zcard(base + "slots") == 0
+
+
+def test_a_purged_job_is_forgotten_by_unique_for(backend: RedisBackend, raw: Any, prefix: str) -> None:
+    first = job(unique_key="u", unique_for=3600.0)
+    backend.enqueue([first])
+    claim = backend.claim(None, 1, worker_id="w", lease=30)[0]
+    backend.settle([Outcome(first.id, claim.token, JobState.SUCCEEDED, result="1")])
+    assert backend.enqueue([job(unique_key="u", unique_for=3600.0)])[0].id == first.id
+    assert raw.hget(f"{prefix}:{{default}}:unique_last", "u") == first.id.encode()
+
+    assert backend.purge(JobState.SUCCEEDED, time.time() + 10) == 1
+
+    assert not raw.exists(f"{prefix}:{{default}}:unique_last")
+    assert backend.enqueue([job(unique_key="u", unique_for=3600.0)])[0].created
