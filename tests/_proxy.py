@@ -30,6 +30,8 @@ class TcpProxy:
         """``url`` with its host and port replaced by the proxy's."""
         parts = urlsplit(url)
         user = f"{parts.username}@" if parts.username else ""
+        if parts.password is not None:  # amqp:// carries one (guest:guest)
+            user = f"{parts.username}:{parts.password}@"
         return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
 
     def up(self) -> TcpProxy:

@@ -32,6 +32,7 @@ def test_claim_order_priority_first(app: Errands, backend: Backend) -> None:
     assert _ids(claims) == [high.id, mid.id, mid2.id, low.id]
 
 
+@pytest.mark.requires(Capability.PRIORITIES)  # claim order by due time too: a FIFO broker keeps publish order
 def test_claim_order_run_at_before_insertion(app: Errands, backend: Backend) -> None:
     @app.job()
     def work(n: int) -> None: ...
@@ -78,6 +79,7 @@ def test_claim_queue_filter_and_none_means_all(app: Errands, backend: Backend) -
     assert sorted(_ids(backend.claim(None, 10, worker_id="w", lease=5))) == sorted([a.id, c.id])
 
 
+@pytest.mark.requires(Capability.PRIORITIES)
 def test_claim_several_queues_keeps_global_order(app: Errands, backend: Backend) -> None:
     @app.job()
     def work(n: int) -> None: ...
@@ -88,6 +90,7 @@ def test_claim_several_queues_keeps_global_order(app: Errands, backend: Backend)
     assert _ids(backend.claim(["alpha", "beta"], 10, worker_id="w", lease=5)) == [b.id, a.id]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_claim_counts_the_attempt_and_marks_running(app: Errands, backend: Backend) -> None:
     @app.job(retries=4)
     def work(n: int) -> None: ...
@@ -112,6 +115,7 @@ def test_each_claim_gets_a_fresh_token(backend: Backend) -> None:
     assert len({c.token for c in claims}) == 2
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_claim_promotes_due_scheduled_jobs(backend: Backend) -> None:
     job = new_job(run_at=backend.now() - 0.001)  # due already: available
     later = new_job(delay=0.2)
@@ -127,6 +131,7 @@ def test_claim_promotes_due_scheduled_jobs(backend: Backend) -> None:
     assert ids == {job.id, later.id}
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_no_double_claim_with_eight_threads(app: Errands, backend: Backend) -> None:
     @app.job()
     def work(n: int) -> None: ...

@@ -14,7 +14,7 @@ pytest.importorskip("cryptography")
 from cryptography.fernet import Fernet
 
 from errands import ConfigurationError, Errands, JobState, SerializationError
-from errands.backends.base import Backend
+from errands.backends.base import Backend, Capability
 from errands.encryption import Keyring
 
 from .conftest import BackendSpec, make_app, new_job
@@ -51,6 +51,7 @@ def _charge_job(app: Errands, flavour: str = "sync") -> Any:
     return charge
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_the_store_never_holds_the_plaintext(keyed: Errands, url: str, backend_spec: BackendSpec) -> None:
     charge = _charge_job(keyed)
 
@@ -69,6 +70,7 @@ def test_the_store_never_holds_the_plaintext(keyed: Errands, url: str, backend_s
     assert SECRET not in dump and "4111" not in dump and "charged" not in dump
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_the_worker_decrypts_and_queries_redact(keyed: Errands, flavour: str) -> None:
     charge = _charge_job(keyed, flavour)
     handle = charge.perform(SECRET, amount=42)
@@ -87,6 +89,7 @@ def test_the_worker_decrypts_and_queries_redact(keyed: Errands, flavour: str) ->
     assert [j.args for j in keyed.list_jobs(name="charge", decrypt=True)] == [[SECRET]]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_with_options_encrypts_a_plain_job(keyed: Errands, url: str, backend_spec: BackendSpec) -> None:
     @keyed.job()
     def echo(text: str) -> str:
@@ -107,6 +110,7 @@ def _rekey(app: Errands, keys: list[str]) -> None:
 
 
 @pytest.mark.parametrize("worker_keys", [[NEW], []], ids=["wrong-key", "no-key"])
+@pytest.mark.requires(Capability.QUERIES)
 def test_a_job_no_key_opens_fails_and_the_worker_goes_on(keyed: Errands, worker_keys: list[str]) -> None:
     _charge_job(keyed).perform(SECRET, amount=1)
 
@@ -130,6 +134,7 @@ def test_a_job_no_key_opens_fails_and_the_worker_goes_on(keyed: Errands, worker_
     assert keyed.get_job(failed[0].id).state == JobState.SUCCEEDED  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_tampered_ciphertext_fails_clearly(keyed: Errands) -> None:
     _charge_job(keyed)
     genuine = Keyring([OLD]).seal('[["x"],{"amount":1}]')
@@ -140,6 +145,7 @@ def test_tampered_ciphertext_fails_clearly(keyed: Errands) -> None:
     assert job.state == JobState.FAILED and "can't be decrypted" in (job.error or "")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_old_key_jobs_still_run_after_rotation(keyed: Errands) -> None:
     charge = _charge_job(keyed)
     before = charge.perform(SECRET, amount=1)  # encrypted with OLD
@@ -160,6 +166,7 @@ def test_old_key_jobs_still_run_after_rotation(keyed: Errands) -> None:
         keyed.get_job(before.id, decrypt=True)
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_encrypt_without_keys_is_refused_at_enqueue(app: Errands) -> None:
     @app.job(encrypt=True)
     def charge(card: str) -> None: ...
@@ -169,6 +176,7 @@ def test_encrypt_without_keys_is_refused_at_enqueue(app: Errands) -> None:
     assert app.list_jobs() == []  # nothing stored
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_keys_come_from_the_environment_when_the_app_is_built(
     url: str, monkeypatch: pytest.MonkeyPatch, backend_spec: BackendSpec
 ) -> None:

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from errands import Errands, JobState, SerializationError, UnknownJob
-from errands.backends.base import Backend, Outcome
+from errands.backends.base import Backend, Capability, Outcome
 from tests.conftest import wait_until
 
+from ._stored import stored_jobs
 from .conftest import claim_one, new_job
 
 
@@ -23,6 +24,7 @@ def _noop_app(app: Errands):  # type: ignore[no-untyped-def]
     return greet
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_stores_an_available_job(app: Errands) -> None:
     greet = _noop_app(app)
     handle = greet.perform("ada", punctuation="?")
@@ -37,9 +39,10 @@ def test_perform_stores_an_available_job(app: Errands) -> None:
 def test_plain_call_runs_inline_and_enqueues_nothing(app: Errands) -> None:
     greet = _noop_app(app)
     assert greet("bob") == "hello bob!"
-    assert sum(app.stats().values()) == 0
+    assert stored_jobs(app) == 0
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_in_schedules_then_becomes_claimable(app: Errands, backend: Backend) -> None:
     greet = _noop_app(app)
     before = backend.now()
@@ -55,6 +58,7 @@ def test_perform_in_schedules_then_becomes_claimable(app: Errands, backend: Back
     assert [c.id for c in claims] == [handle.id]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_in_accepts_a_timedelta(app: Errands, backend: Backend) -> None:
     greet = _noop_app(app)
     handle = greet.perform_in(timedelta(minutes=5), "ada")
@@ -63,6 +67,7 @@ def test_perform_in_accepts_a_timedelta(app: Errands, backend: Backend) -> None:
     assert abs(info.run_at.timestamp() - (backend.now() + 300)) < 5
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_at_future_and_past(app: Errands, backend: Backend) -> None:
     greet = _noop_app(app)
     when = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -75,6 +80,7 @@ def test_perform_at_future_and_past(app: Errands, backend: Backend) -> None:
     assert [c.id for c in backend.claim(None, 10, worker_id="w", lease=1.0)] == [past.id]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_at_other_timezone_is_the_same_instant(app: Errands) -> None:
     greet = _noop_app(app)
     tokyo = timezone(timedelta(hours=9))
@@ -83,6 +89,7 @@ def test_perform_at_other_timezone_is_the_same_instant(app: Errands) -> None:
     assert info is not None and info.run_at == datetime(2030, 1, 1, 0, 0, tzinfo=timezone.utc)
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_many_stores_each_call(app: Errands) -> None:
     greet = _noop_app(app)
     handles = greet.perform_many([(("a",), {}), (("b",), {"punctuation": "."}), ([], {"name": "c"})])
@@ -94,6 +101,7 @@ def test_perform_many_stores_each_call(app: Errands) -> None:
     assert greet.perform_many([]) == []
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_many_is_all_or_nothing_when_one_call_is_bad(app: Errands) -> None:
     greet = _noop_app(app)
     calls = [(("ok",), {}) for _ in range(5)] + [(("bad",), {"punctuation": {1, 2}})]
@@ -108,9 +116,10 @@ def test_perform_many_is_all_or_nothing_when_one_call_is_too_big(app: Errands) -
     huge = "x" * (app.settings.max_payload_bytes + 1)
     with pytest.raises(SerializationError, match="max_payload_bytes"):
         greet.perform_many([(("ok",), {}), ((huge,), {})])
-    assert sum(app.stats().values()) == 0
+    assert stored_jobs(app) == 0
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_with_options_overrides_queue_priority_retries(app: Errands) -> None:
     greet = _noop_app(app)
     handle = greet.with_options(queue="mail", priority=9, retries=0, timeout=timedelta(seconds=3)).perform("ada")
@@ -129,6 +138,7 @@ def test_with_options_rejects_unknown_option(app: Errands) -> None:
         greet.with_options(colour="red")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_aperform_enqueues_from_asyncio(app: Errands) -> None:
     greet = _noop_app(app)
 
@@ -141,6 +151,7 @@ def test_aperform_enqueues_from_asyncio(app: Errands) -> None:
     assert sorted(app.get_job(i).args[0] for i in ids) == ["0", "1", "2", "3", "4"]  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_enqueue_by_name(app: Errands, backend: Backend) -> None:
     _noop_app(app)
     now = app.perform("greet", "ada", punctuation="?")
@@ -155,6 +166,7 @@ def test_enqueue_by_name(app: Errands, backend: Backend) -> None:
     assert len(app.list_jobs()) == 3
 
 
+@pytest.mark.requires(Capability.UNIQUE)
 def test_enqueue_of_an_existing_id_creates_nothing(backend: Backend) -> None:
     job = new_job(args='[1]')
     first = backend.enqueue([job])
@@ -171,6 +183,7 @@ def test_enqueue_of_an_existing_id_creates_nothing(backend: Backend) -> None:
     assert sum(backend.counts().values()) == 1
 
 
+@pytest.mark.requires(Capability.UNIQUE)
 def test_backend_batch_with_a_repeated_id_keeps_one(backend: Backend) -> None:
     job = new_job()
     results = backend.enqueue([job, job, new_job()])
@@ -178,6 +191,7 @@ def test_backend_batch_with_a_repeated_id_keeps_one(backend: Backend) -> None:
     assert backend.counts()["available"] == 2
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_perform_after_close_reopens(app: Errands) -> None:
     greet = _noop_app(app)
     greet.perform("a")

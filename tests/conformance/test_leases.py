@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from errands import Errands, JobState
-from errands.backends.base import Backend, Outcome
+from errands.backends.base import Backend, Capability, Outcome
 from tests.conftest import wait_until
 
 from .conftest import claim_one, new_job
@@ -24,6 +26,7 @@ def _maintain_until(backend: Backend, job_id: str, state: str, timeout: float = 
     wait_until(reached, timeout=timeout, message=f"job {job_id} to become {state}")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_maintain_leaves_live_leases_alone(backend: Backend) -> None:
     job = new_job()
     backend.enqueue([job])
@@ -33,6 +36,7 @@ def test_maintain_leaves_live_leases_alone(backend: Backend) -> None:
     assert backend.get(job.id).state == "running"  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_expired_lease_is_requeued_by_maintain(app: Errands, backend: Backend) -> None:
     job = new_job(max_attempts=3)
     backend.enqueue([job])
@@ -56,6 +60,7 @@ def test_expired_lease_is_requeued_by_maintain(app: Errands, backend: Backend) -
     assert again.attempts == 2 and again.token != claim.token
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_lease_lost_on_the_last_attempt_fails_the_job(app: Errands, backend: Backend) -> None:
     job = new_job(max_attempts=2)
     backend.enqueue([job])
@@ -77,6 +82,7 @@ def test_lease_lost_on_the_last_attempt_fails_the_job(app: Errands, backend: Bac
     assert backend.claim(None, 5, worker_id="w3", lease=1) == [], "a failed job is never redelivered"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_extend_keeps_the_lease(backend: Backend) -> None:
     job = new_job()
     backend.enqueue([job])
@@ -94,6 +100,7 @@ def test_extend_keeps_the_lease(backend: Backend) -> None:
     assert backend.get(job.id).state == "succeeded"  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_extend_reports_a_lost_lease(backend: Backend) -> None:
     job = new_job()
     backend.enqueue([job])
@@ -106,6 +113,7 @@ def test_extend_reports_a_lost_lease(backend: Backend) -> None:
     assert record is not None and record.state == "running" and record.worker_id == "w2"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_extend_reports_cancel_requested(app: Errands, backend: Backend) -> None:
     first, second = new_job(), new_job()
     backend.enqueue([first, second])
@@ -119,6 +127,7 @@ def test_extend_reports_cancel_requested(app: Errands, backend: Backend) -> None
     assert extended.lost == frozenset()
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_release_puts_back_without_counting_the_attempt(backend: Backend) -> None:
     job = new_job()
     backend.enqueue([job])
@@ -130,6 +139,7 @@ def test_release_puts_back_without_counting_the_attempt(backend: Backend) -> Non
     assert again.attempts == 1
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_cancel_requested_outlives_a_lost_worker(backend: Backend) -> None:
     """A running job asked to stop whose worker then dies ends cancelled; it is not run again."""
     job = new_job(max_attempts=5)

@@ -49,6 +49,7 @@ def test_every_fires_once_per_tick_with_three_workers(app: Errands) -> None:
     assert sum(runs.values()) == len([j for j in jobs if j.id in runs])
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_periodic_job_is_a_job_too(app: Errands) -> None:
     @app.periodic(cron="*/5 * * * *", queue="cron", retries=1)
     def report() -> str:

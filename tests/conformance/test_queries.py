@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from errands import ConfigurationError, Errands, JobState
-from errands.backends.base import Backend, Outcome
+from errands.backends.base import Backend, Capability, Outcome
 from tests.conftest import wait_until
 
 from .conftest import claim_one
@@ -27,6 +27,7 @@ def jobs(app: Errands):  # type: ignore[no-untyped-def]
     return send, resize
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_get_job_fields_through_a_life(app: Errands, backend: Backend, jobs) -> None:  # type: ignore[no-untyped-def]
     send, _ = jobs
     before = datetime.now(timezone.utc) - timedelta(seconds=2)
@@ -53,11 +54,13 @@ def test_get_job_fields_through_a_life(app: Errands, backend: Backend, jobs) -> 
     assert done.state == "succeeded", "JobState compares equal to its name"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_get_job_unknown_is_none(app: Errands) -> None:
     assert app.get_job("0190c0de-0000-7000-8000-000000000000") is None
     assert app.get_job("not even an id") is None
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_list_jobs_filters_and_newest_first(app: Errands, backend: Backend, jobs) -> None:  # type: ignore[no-untyped-def]
     send, resize = jobs
     s1 = send.perform("a")
@@ -74,6 +77,7 @@ def test_list_jobs_filters_and_newest_first(app: Errands, backend: Backend, jobs
     assert [j.id for j in app.list_jobs(limit=2)] == [r2.id, s2.id]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_list_jobs_pages_with_before(app: Errands, jobs) -> None:  # type: ignore[no-untyped-def]
     send, _ = jobs
     ids = [h.id for h in send.perform_many([((str(i),), {}) for i in range(25)])]
@@ -96,6 +100,7 @@ def test_list_jobs_rejects_bad_arguments(app: Errands) -> None:
             app.list_jobs(limit=limit)  # type: ignore[arg-type]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_stats_totals_and_by_queue(app: Errands, backend: Backend, jobs) -> None:  # type: ignore[no-untyped-def]
     send, resize = jobs
     empty = app.stats()
@@ -117,6 +122,7 @@ def test_stats_totals_and_by_queue(app: Errands, backend: Backend, jobs) -> None
     assert claim.queue == "media"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_cancel_job_answers(app: Errands, backend: Backend, jobs) -> None:  # type: ignore[no-untyped-def]
     send, _ = jobs
     available, scheduled, running = send.perform("a"), send.perform_in(3600, "b"), send.perform("c")
@@ -143,6 +149,7 @@ def _finish(backend: Backend, state: JobState, count: int) -> list[str]:
     return [c.id for c in claims]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_purge_returns_count_and_respects_state(app: Errands, backend: Backend, jobs) -> None:  # type: ignore[no-untyped-def]
     send, _ = jobs
     send.perform_many([((str(i),), {}) for i in range(5)])
@@ -158,6 +165,7 @@ def test_purge_returns_count_and_respects_state(app: Errands, backend: Backend, 
     assert app.stats()["available"] == 2
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_purge_older_than(app: Errands, backend: Backend, jobs) -> None:  # type: ignore[no-untyped-def]
     send, _ = jobs
     send.perform_many([(("old",), {}), (("new",), {})])

@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import pytest
+
 from errands import Errands, Fail, JobState, Retry
-from errands.backends.base import Backend
+from errands.backends.base import Backend, Capability
 from tests.conftest import wait_until
 
 
@@ -19,6 +21,7 @@ def _state(app: Errands, job_id: str, *states: JobState):  # type: ignore[no-unt
     return wait_until(reached, timeout=10, message=f"job {job_id} to reach {states}")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_failing_job_retries_then_succeeds(app: Errands) -> None:
     calls: Counter[str] = Counter()
 
@@ -36,6 +39,7 @@ def test_failing_job_retries_then_succeeds(app: Errands) -> None:
     assert info.attempts == 3 and calls["k"] == 3
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_retries_exhausted_fails_with_last_error_and_traceback(app: Errands) -> None:
     @app.job(retries=2, backoff=0)
     def always_breaks(n: int) -> None:
@@ -52,6 +56,7 @@ def test_retries_exhausted_fails_with_last_error_and_traceback(app: Errands) -> 
     assert info.finished_at is not None
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_backoff_policy_is_per_job(app: Errands, backend: Backend) -> None:
     @app.job(retries=3, backoff=lambda attempt: 3600.0 * attempt)
     def slow_retry() -> None:
@@ -72,6 +77,7 @@ def test_backoff_policy_is_per_job(app: Errands, backend: Backend) -> None:
     assert quick_info.attempts == 4
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_retry_in_sets_the_delay(app: Errands, backend: Backend) -> None:
     @app.job(retries=5, backoff=0)
     def wants_an_hour() -> None:
@@ -84,6 +90,7 @@ def test_retry_in_sets_the_delay(app: Errands, backend: Backend) -> None:
     assert abs(info.run_at.timestamp() - (backend.now() + 3600)) < 60
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_retry_in_short_runs_again(app: Errands) -> None:
     seen: list[int] = []
 
@@ -102,6 +109,7 @@ def test_retry_in_short_runs_again(app: Errands) -> None:
     assert seen == [1, 2] and info.result == 2
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_fail_does_not_retry(app: Errands) -> None:
     runs = []
 
@@ -117,6 +125,7 @@ def test_fail_does_not_retry(app: Errands) -> None:
     assert "customer account was deleted" in (info.error or "")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_retry_job_from_failed_runs_again(app: Errands) -> None:
     allowed = threading.Event()
 
@@ -136,6 +145,7 @@ def test_retry_job_from_failed_runs_again(app: Errands) -> None:
     assert info.result == "ok" and info.attempts == 2
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_retry_job_from_cancelled_and_not_from_others(app: Errands, backend: Backend) -> None:
     @app.job()
     def later() -> None: ...
@@ -152,6 +162,7 @@ def test_retry_job_from_cancelled_and_not_from_others(app: Errands, backend: Bac
     assert app.retry_job("0190c0de-0000-7000-8000-000000000000") is False
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_retry_job_gives_an_exhausted_job_another_attempt(app: Errands, backend: Backend) -> None:
     @app.job(retries=0)
     def once() -> None:

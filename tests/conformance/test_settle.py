@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from errands import Errands, JobState
-from errands.backends.base import Backend, Claim, Outcome
+from errands.backends.base import Backend, Capability, Claim, Outcome
 from tests.conftest import wait_until
 
 from .conftest import claim_one, new_job
@@ -28,6 +30,7 @@ def _reclaimed(backend: Backend, lease: float = 0.2) -> tuple[Claim, Claim, str]
     return stale, fresh, job.id
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_success_stores_result(app: Errands, backend: Backend) -> None:
     job = new_job()
     backend.enqueue([job])
@@ -41,6 +44,7 @@ def test_settle_success_stores_result(app: Errands, backend: Backend) -> None:
     assert info.finished_at >= info.started_at
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_failed_and_cancelled(app: Errands, backend: Backend) -> None:
     a, b = new_job(), new_job()
     backend.enqueue([a, b])
@@ -56,6 +60,7 @@ def test_settle_failed_and_cancelled(app: Errands, backend: Backend) -> None:
     assert fa.finished_at is not None and fb.finished_at is not None
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_stale_settle_is_fenced(backend: Backend) -> None:
     stale, fresh, job_id = _reclaimed(backend)
     fenced = backend.settle([Outcome(stale.id, stale.token, JobState.SUCCEEDED, result='"late"')])
@@ -69,6 +74,7 @@ def test_stale_settle_is_fenced(backend: Backend) -> None:
     assert record is not None and record.state == "succeeded" and record.result == '"mine"'
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_stale_failure_and_retry_are_fenced(backend: Backend) -> None:
     stale, _fresh, job_id = _reclaimed(backend)
     fenced = backend.settle([
@@ -81,6 +87,7 @@ def test_stale_failure_and_retry_are_fenced(backend: Backend) -> None:
     assert "late" not in (record.error or "")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_stale_extend_and_release_change_nothing(backend: Backend) -> None:
     stale, fresh, job_id = _reclaimed(backend)
     assert backend.extend([stale], 60).lost == frozenset({job_id})
@@ -91,6 +98,7 @@ def test_stale_extend_and_release_change_nothing(backend: Backend) -> None:
     assert backend.settle([Outcome(fresh.id, fresh.token, JobState.SUCCEEDED)]) == []
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_after_a_lost_lease_with_nobody_else(backend: Backend) -> None:
     """The lease expired and was requeued but not yet reclaimed: the late answer is still fenced."""
     job = new_job()
@@ -106,6 +114,7 @@ def test_settle_after_a_lost_lease_with_nobody_else(backend: Backend) -> None:
     assert backend.get(job.id).state == "available"  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_replay_is_idempotent(backend: Backend) -> None:
     job = new_job()
     backend.enqueue([job])
@@ -118,6 +127,7 @@ def test_settle_replay_is_idempotent(backend: Backend) -> None:
     assert backend.get(job.id) == first
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_retry_schedules_then_becomes_available(app: Errands, backend: Backend) -> None:
     job = new_job(max_attempts=3)
     backend.enqueue([job])
@@ -144,6 +154,7 @@ def test_settle_retry_schedules_then_becomes_available(app: Errands, backend: Ba
     assert backend.now() >= before + 0.35
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_retry_now_is_available_at_once(backend: Backend) -> None:
     job = new_job(max_attempts=3)
     backend.enqueue([job])
@@ -153,6 +164,7 @@ def test_settle_retry_now_is_available_at_once(backend: Backend) -> None:
     assert claim_one(backend).attempts == 2
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_settle_a_batch_applies_each_outcome(backend: Backend) -> None:
     jobs = [new_job() for _ in range(20)]
     backend.enqueue(jobs)

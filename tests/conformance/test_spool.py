@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from errands import BackendUnavailable, ConfigurationError, Errands, JobState
+from errands.backends.base import Capability
 from tests._proxy import TcpProxy
 from tests.conftest import wait_until
 
@@ -70,6 +71,7 @@ def test_local_backends_refuse_a_spool_and_servers_take_one(url: str, tmp_path: 
         assert refused is None
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_jobs_wait_in_the_spool_and_arrive_once_in_order(spooled: Errands, proxy: TcpProxy) -> None:
     work = _work(spooled)
     ids = [work.perform(0).id]  # straight to the server
@@ -90,6 +92,7 @@ def test_jobs_wait_in_the_spool_and_arrive_once_in_order(spooled: Errands, proxy
     assert spooled.stats()["succeeded"] == 45
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_enqueues_go_straight_to_the_server_once_the_spool_is_empty(spooled: Errands, proxy: TcpProxy) -> None:
     work = _work(spooled)
     proxy.down()
@@ -101,6 +104,7 @@ def test_enqueues_go_straight_to_the_server_once_the_spool_is_empty(spooled: Err
     assert spooled.get_job(handle.id) is not None
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_a_restarted_producer_delivers_what_the_last_one_spooled(
     spooled: Errands, proxy: TcpProxy, url: str, tmp_path: Path
 ) -> None:
@@ -118,6 +122,8 @@ def test_a_restarted_producer_delivers_what_the_last_one_spooled(
         again.close()
 
 
+@pytest.mark.requires(Capability.UNIQUE)
+@pytest.mark.requires(Capability.QUERIES)
 def test_a_unique_key_is_decided_at_delivery(spooled: Errands, proxy: TcpProxy) -> None:
     work = _work(spooled).with_options(unique_key="report-42")
     proxy.down()
@@ -129,6 +135,7 @@ def test_a_unique_key_is_decided_at_delivery(spooled: Errands, proxy: TcpProxy) 
     assert spooled.get_job(second.id) is None  # its key was held when it arrived
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_a_delay_counts_from_perform_not_from_delivery(spooled: Errands, proxy: TcpProxy) -> None:
     work = _work(spooled)
     proxy.down()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from errands import Errands, ErrandsError, JobState, JobTimeout, current_job
+from errands.backends.base import Capability
 from tests.conftest import wait_until
 
 
@@ -22,6 +23,7 @@ def _state(app: Errands, job_id: str, *states: str, timeout: float = 10.0):  # t
     return wait_until(reached, timeout=timeout, message=f"job {job_id} to reach {states}")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_burst_runs_everything_then_returns(app: Errands, flavour: str) -> None:
     if flavour == "sync":
         @app.job(name="square")
@@ -44,6 +46,7 @@ def test_burst_runs_everything_then_returns(app: Errands, flavour: str) -> None:
     assert app.stats()["succeeded"] == 30
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_burst_honours_queues(app: Errands) -> None:
     @app.job()
     def work(n: int) -> int:
@@ -56,6 +59,7 @@ def test_burst_honours_queues(app: Errands) -> None:
     assert app.get_job(theirs.id).state == JobState.AVAILABLE  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_concurrency_is_respected(app: Errands, flavour: str) -> None:
     limit = 3
     lock = threading.Lock()
@@ -103,6 +107,7 @@ def test_concurrency_is_respected(app: Errands, flavour: str) -> None:
     assert peak == limit, f"at most {limit} at once, and the worker should use all {limit} slots (peak {peak})"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_sync_timeout_frees_the_slot_and_stops_a_python_loop(app: Errands) -> None:
     interrupted = threading.Event()
 
@@ -131,6 +136,7 @@ def test_sync_timeout_frees_the_slot_and_stops_a_python_loop(app: Errands) -> No
     assert interrupted.wait(5), "the timed-out thread kept spinning"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_async_timeout_retries_then_fails(app: Errands) -> None:
     cancelled = []
 
@@ -157,6 +163,7 @@ def test_async_timeout_retries_then_fails(app: Errands) -> None:
     assert done.result == "ran"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_timeout_from_with_options(app: Errands, flavour: str) -> None:
     if flavour == "sync":
         @app.job(name="sleepy", retries=0)
@@ -175,6 +182,7 @@ def test_timeout_from_with_options(app: Errands, flavour: str) -> None:
     assert "JobTimeout" in (info.error or "")
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_cancel_a_running_async_job(app: Errands) -> None:
     started = threading.Event()
 
@@ -192,6 +200,7 @@ def test_cancel_a_running_async_job(app: Errands) -> None:
 
 
 @pytest.mark.parametrize("how", ["raises", "returns"])
+@pytest.mark.requires(Capability.QUERIES)
 def test_cancel_a_running_sync_job_that_checks(app: Errands, how: str) -> None:
     started = threading.Event()
 
@@ -214,6 +223,7 @@ def test_cancel_a_running_sync_job_that_checks(app: Errands, how: str) -> None:
     assert info.attempts == 1
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_current_job_inside_a_handler(app: Errands, flavour: str) -> None:
     def describe() -> dict[str, Any]:
         job = current_job()
@@ -240,6 +250,7 @@ def test_current_job_inside_a_handler(app: Errands, flavour: str) -> None:
         current_job()
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_start_and_stop(app: Errands, flavour: str) -> None:
     if flavour == "sync":
         @app.job(name="double")
@@ -263,6 +274,7 @@ def test_start_and_stop(app: Errands, flavour: str) -> None:
     assert app.get_job(idle.id).state == JobState.AVAILABLE, "nothing runs after stop()"  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_worker_context_manager(app: Errands, flavour: str) -> None:
     if flavour == "sync":
         @app.job(name="add")
@@ -281,6 +293,7 @@ def test_worker_context_manager(app: Errands, flavour: str) -> None:
     assert app.get_job(idle.id).state == JobState.AVAILABLE  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_graceful_stop_lets_a_short_job_finish(app: Errands, flavour: str) -> None:
     started = threading.Event()
     if flavour == "sync":
@@ -304,6 +317,7 @@ def test_graceful_stop_lets_a_short_job_finish(app: Errands, flavour: str) -> No
     assert info is not None and info.state == JobState.SUCCEEDED and info.result == "finished"
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_graceful_stop_puts_unfinished_jobs_back(app: Errands, flavour: str) -> None:
     release = threading.Event()
     started = threading.Event()
@@ -342,6 +356,7 @@ def test_graceful_stop_puts_unfinished_jobs_back(app: Errands, flavour: str) -> 
     assert app.get_job(handle.id).attempts == 1  # type: ignore[union-attr]
 
 
+@pytest.mark.requires(Capability.QUERIES)
 def test_heartbeat_keeps_a_job_longer_than_its_lease(url: str, flavour: str) -> None:
     from .conftest import make_app
 
