@@ -94,7 +94,7 @@ def test_postgres_adds_meta_to_a_previous_version_schema(pg_schema: str) -> None
         cur = conn.cursor()
         cur.execute(f'CREATE SCHEMA "{pg_schema}"')
         cur.execute(f'SET LOCAL search_path TO "{pg_schema}"')
-        run_migrations(cur, _previous(statements.migrations), meta_ddl=statements.meta_ddl, placeholder="%s")
+        run_migrations(cur, _upto(statements.migrations, 1), meta_ddl=statements.meta_ddl, placeholder="%s")
         cur.execute(OLD_ROW)
     url = f"{PG_SERVER}?schema={pg_schema}"
     _exercise(url)
@@ -143,6 +143,60 @@ def _mysql_columns(prefix: str) -> set[str]:
         cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
                     f"AND table_name = '{prefix}jobs'")
         return {str(row[0]) for row in cur.fetchall()}
+def _upto(migrations: tuple[Migration, ...], version: int) -> tuple[Migration, ...]:
+    return tuple(step for step in migrations if step.version <= version)
+
+
+def _old_keyed_row(now: str) -> str:
+    """A finished job of the key 'digest', stored before the upgrade: unique_for must find it."""
+    return ("INSERT INTO errands_jobs (id, name, queue, args, kwargs, state, max_attempts, run_at, created_at, "
+            f"unique_key, finished_at) VALUES ('old-done', 'reader', 'default', '[]', '{{}}', 'succeeded', 3, 0, "
+            f"{now}, 'digest', 0)")
+
+
+def _exercise_coordination(url: str) -> None:
+    """Paused queues, slots, rates and unique_for work on an upgraded store, old rows included."""
+    from errands.backends.base import NewJob, SlotRequest
+
+    app = Errands(url)
+    backend = app.backend
+    try:
+        backend.set_paused(["default"], True)
+        assert backend.claim(None, 10, worker_id="w", lease=30) == []
+        backend.set_paused(["default"], False)
+        assert [c.id for c in backend.claim(None, 10, worker_id="w", lease=30)] == ["old-job"]
+        assert backend.acquire_slots([SlotRequest("k", "h", 1), SlotRequest("k", "h2", 1)], ttl=30) == [True, False]
+        assert backend.take_rate("r", 1, 60.0) == 0.0 and backend.take_rate("r", 1, 60.0) > 0.0
+        again = NewJob(id="new-one", name="reader", queue="default", args="[]", kwargs="{}", max_attempts=3,
+                       unique_key="digest", unique_for=3600.0)
+        assert [(e.id, e.created) for e in backend.enqueue([again])] == [("old-done", False)]
+    finally:
+        app.close()
+
+
+def test_postgres_version_2_schema_gains_paused_queues_limits_and_unique_for(pg_schema: str) -> None:
+    import psycopg
+
+    from errands.backends._postgres_sql import Statements
+
+    statements = Statements(pg_schema)
+    with psycopg.connect(PG_SERVER) as conn, conn.transaction():
+        cur = conn.cursor()
+        cur.execute(f'CREATE SCHEMA "{pg_schema}"')
+        cur.execute(f'SET LOCAL search_path TO "{pg_schema}"')
+        run_migrations(cur, _upto(statements.migrations, 2), meta_ddl=statements.meta_ddl, placeholder="%s")
+        cur.execute(OLD_ROW)
+        cur.execute(_old_keyed_row("date_part('epoch', now())"))
+    url = f"{PG_SERVER}?schema={pg_schema}"
+    _exercise_coordination(url)
+    with psycopg.connect(PG_SERVER) as conn:
+        version = conn.execute(f'SELECT value FROM "{pg_schema}".{META_TABLE} WHERE name = %s',
+                               (SCHEMA_KEY,)).fetchone()
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s",
+                                              (pg_schema,))}
+    assert version == (str(statements.migrations[-1].version),) and "errands_jobs_unique_any" in indexes
+
+
 
 
 @pytest.mark.parametrize("crashed_midway", [False, True], ids=["clean", "after-alter-before-version"])

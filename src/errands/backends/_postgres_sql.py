@@ -45,7 +45,7 @@ def channel_name(schema: str) -> str:
     return name if len(name) <= 63 else "errands:" + hashlib.sha1(schema.encode()).hexdigest()
 
 
-def _migrations(t: str, w: str) -> tuple[Migration, ...]:
+def _migrations(t: str, w: str, paused: str, slots: str, rates: str) -> tuple[Migration, ...]:
     return (
         Migration(1, (
             # COLLATE "C" on the keys: byte order (ids sort as the memory backend sorts them) and
@@ -94,10 +94,30 @@ class Statements:
     def __init__(self, schema: str) -> None:
         # the schema name is checked by parse_url (letters, digits, _), so quoting it is enough
         self.schema = schema
+        Migration(3, (
+            # paused queues: a claim looks each candidate's queue up here (a tiny table, one row
+            # per paused queue), so a pause is exact for every process at once
+            f"CREATE TABLE IF NOT EXISTS {paused} (queue text COLLATE \"C\" PRIMARY KEY)",
+            # concurrency slots: a row per live hold; acquire_slots serializes per key with an
+            # advisory lock and drops lapsed holds of the keys it touches
+            f"""CREATE TABLE IF NOT EXISTS {slots} (
+                key text COLLATE "C" NOT NULL, holder text COLLATE "C" NOT NULL,
+                expires_at float8 NOT NULL, PRIMARY KEY (key, holder))""",
+            # rate limits: one GCRA theoretical arrival time per key; a row whose tat has passed
+            # means the same as no row, so those are deleted now and then
+            f"CREATE TABLE IF NOT EXISTS {rates} (key text COLLATE \"C\" PRIMARY KEY, tat float8 NOT NULL)",
+            # unique_for: the newest job of a key whatever its state (the unique index above
+            # holds unfinished ones only)
+            (f"CREATE INDEX IF NOT EXISTS errands_jobs_unique_any ON {t} (unique_key, created_at) "
+             "WHERE unique_key IS NOT NULL"),
+        ), "paused queues, concurrency slots, rate limits, unique_for lookups"),
         self.jobs = f'"{schema}".{TABLE}'
         self.channel = channel_name(schema)
         self.workers = f'"{schema}".{WORKER_TABLE}'
-        self.migrations = _migrations(self.jobs, self.workers)
+        self.paused = f'"{schema}".errands_paused'
+        self.slots = f'"{schema}".errands_slots'
+        self.rates = f'"{schema}".errands_rates'
+        self.migrations = _migrations(self.jobs, self.workers, self.paused, self.slots, self.rates)
         # unqualified: run_migrations() reads errands_meta by this name, under SET LOCAL search_path
         self.meta_ddl = (f"CREATE TABLE IF NOT EXISTS {META_TABLE} "
                          "(name text PRIMARY KEY, value text NOT NULL)")
@@ -169,17 +189,17 @@ class Statements:
     def _claim(self, queue_count: int | None) -> str:
         available = f"FROM {self.jobs} WHERE state = 'available'"
         if queue_count is None:
-            pick = f"SELECT id {available} {ORDER} {LOCK}"
+            pick = f"SELECT id {available} AND {self._running_queue} {ORDER} {LOCK}"
         elif queue_count == 1:
-            pick = f"SELECT id {available} AND queue = %(q0)s {ORDER} {LOCK}"
+            pick = f"SELECT id {available} AND queue = %(q0)s AND {self._unpaused('%(q0)s')} {ORDER} {LOCK}"
         elif queue_count <= CLAIM_UNION_MAX:
             # each arm a subquery in FROM: a locking clause isn't allowed on a UNION's own arms
             arms = " UNION ALL ".join(
                 f"SELECT * FROM (SELECT id, priority, run_at {available} AND queue = %(q{i})s "
-                f"{ORDER} {LOCK}) AS a{i}" for i in range(queue_count))
+                f"AND {self._unpaused(f'%(q{i})s')} {ORDER} {LOCK}) AS a{i}" for i in range(queue_count))
             pick = f"SELECT id FROM ({arms}) AS c {ORDER} LIMIT %(limit)s"
         else:
-            pick = f"SELECT id {available} AND queue = ANY(%(queues)s) {ORDER} {LOCK}"
+            pick = f"SELECT id {available} AND queue = ANY(%(queues)s) AND {self._running_queue} {ORDER} {LOCK}"
         # The claimed rows, plus (in every row, and in a row of NULLs when nothing was claimed) the
         # seconds until the next scheduled job is due: the claimer then knows when to promote.
         return (f"WITH picked AS MATERIALIZED ({pick}), claimed AS ({self._take}) "
@@ -194,6 +214,20 @@ class Statements:
                 f"cancel_requested = false FROM picked WHERE j.id = picked.id RETURNING {CLAIMED}")
 
     @cached_property
+    def _unpaused(self, queue: str) -> str:
+        """The queue ``queue`` (a parameter) is not paused: a one-time check of one primary key,
+        made before the scan, so a paused queue's claim reads no job at all."""
+        return f"NOT EXISTS (SELECT 1 FROM {self.paused} WHERE queue = {queue})"
+
+    @cached_property
+    def _running_queue(self) -> str:
+        """The row's queue is not paused, exact at the statement's snapshot (no process claims
+        from a queue paused before its statement began). Written as ``<> ALL``, not NOT EXISTS:
+        the paused set is then read once into a hashed filter on the claim index's scan, while an
+        anti-join, costed on the tiny table's guessed statistics, can turn the LIMITed index scan
+        into a full scan and sort."""
+        return f"queue <> ALL (SELECT queue FROM {self.paused})"
+
     def claim_ids(self) -> str:
         """Claim exactly the jobs ``%(ids)s`` that are claimable: available, or scheduled and due.
         A plain ``FOR UPDATE`` (not SKIP LOCKED): a row another transaction holds for a moment (a
@@ -201,7 +235,8 @@ class Statements:
         never passed over; two claimers of one id then take it once. Locking in id order keeps
         two batches naming the same ids from deadlocking each other."""
         pick = (f"SELECT id FROM {self.jobs} WHERE id = ANY(%(ids)s::text[]) AND (state = 'available' "
-                f"OR (state = 'scheduled' AND run_at <= {NOW})) ORDER BY id FOR UPDATE")
+                f"OR (state = 'scheduled' AND run_at <= {NOW})) AND {self._running_queue} "
+                f"ORDER BY id FOR UPDATE OF {TABLE}")
         return f"WITH picked AS MATERIALIZED ({pick}) {self._take}"
 
     @cached_property
@@ -230,10 +265,118 @@ class Statements:
 
     @cached_property
     def release(self) -> str:
-        return (f"WITH back AS (UPDATE {self.jobs} AS j SET state = 'available', "
-                f"attempts = GREATEST(j.attempts - 1, 0), run_at = {NOW}, token = NULL, lease_until = NULL "
-                f"FROM unnest(%s::text[], %s::text[]) AS c(id, token) WHERE {FENCE} RETURNING j.queue) "
-                f"SELECT {self._notify('back')}")
+        """Owned claims back, the attempt not counted: available now, or with a delay of
+        ``%s`` seconds > 0 scheduled then (a snooze)."""
+        return (f"WITH back AS (UPDATE {self.jobs} AS j SET "
+                "state = CASE WHEN d.delay > 0 THEN 'scheduled' ELSE 'available' END, "
+                f"attempts = GREATEST(j.attempts - 1, 0), run_at = {NOW} + GREATEST(d.delay, 0), token = NULL, "
+                "lease_until = NULL FROM unnest(%s::text[], %s::text[]) AS c(id, token) "
+                f"CROSS JOIN (SELECT %s::float8) AS d(delay) WHERE {FENCE} RETURNING j.queue, j.state), "
+                f"ready AS (SELECT queue FROM back WHERE state = 'available') SELECT {self._notify('ready')}")
+
+    # queue control and workflows ----------------------------------------------------------------
+    @cached_property
+    def pause(self) -> str:
+        return f"INSERT INTO {self.paused} (queue) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING"
+
+    @cached_property
+    def resume(self) -> str:
+        """Resumed queues are NOTIFYed: their available jobs are claimable again everywhere."""
+        return (f"WITH gone AS (DELETE FROM {self.paused} WHERE queue = ANY(%s::text[]) RETURNING queue) "
+                f"SELECT {self._notify('gone')}")
+
+    @cached_property
+    def paused_queues(self) -> str:
+        return f"SELECT queue FROM {self.paused}"
+
+    @cached_property
+    def wake(self) -> str:
+        """Scheduled jobs of the ids available now (a dependency finished), NOTIFYed like an
+        enqueue; the count of those moved. The WHERE is rechecked on a row another transaction
+        changed meanwhile, so a job claimed or cancelled in between is left alone."""
+        return (f"WITH woken AS (UPDATE {self.jobs} SET state = 'available', run_at = {NOW} "
+                "WHERE id = ANY(%s::text[]) AND state = 'scheduled' RETURNING queue) "
+                f"SELECT (SELECT count(*) FROM woken), {self._notify('woken')}")
+
+    @cached_property
+    def get_many(self) -> str:
+        return f"SELECT {', '.join(JOB_COLUMNS)} FROM {self.jobs} WHERE id = ANY(%s::text[])"
+
+    # unique_for and debounce (one job at a time, under the key's advisory lock) ----------------
+    @cached_property
+    def job_exists(self) -> str:
+        return f"SELECT 1 FROM {self.jobs} WHERE id = %s"
+
+    @cached_property
+    def debounce(self) -> str:
+        """The key's holder, if it has not started, takes the new arguments and runs
+        ``%(delay)s`` seconds from now; a running one is left alone (not returned here)."""
+        return (f"UPDATE {self.jobs} SET args = %(args)s, kwargs = %(kwargs)s, meta = %(meta)s, "
+                f"state = 'scheduled', run_at = {NOW} + %(delay)s "
+                "WHERE unique_key = %(key)s AND state IN ('scheduled', 'available') RETURNING id")
+
+    @cached_property
+    def key_holder(self) -> str:
+        """Who holds a key: an unfinished job, else (with ``%(window)s`` seconds, or NULL) the
+        newest job created within the window, whatever its state."""
+        return (f"SELECT id FROM {self.jobs} WHERE unique_key = %(key)s AND (state IN {ACTIVE_SQL} "
+                f"OR created_at > {NOW} - %(window)s) ORDER BY state IN {ACTIVE_SQL} DESC, created_at DESC "
+                "LIMIT 1")
+
+    # limits -----------------------------------------------------------------------------------
+    @cached_property
+    def lock_keys(self) -> str:
+        """Transaction-scoped advisory locks on 64-bit key hashes, taken in the order given (the
+        caller sorts them, so two callers never wait on each other in a cycle). A collision only
+        serializes two keys; it never lets one key's holders exceed its limit."""
+        return "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::int8[]) AS u(k)"
+
+    @cached_property
+    def live_holders(self) -> str:
+        """Drop the lapsed holds of these keys and read the live ones (the DELETE and the SELECT
+        share a snapshot: the SELECT filters what the DELETE removes)."""
+        return (f"WITH lapsed AS (DELETE FROM {self.slots} WHERE key = ANY(%(keys)s::text[]) "
+                f"AND expires_at <= {NOW}) SELECT key, holder FROM {self.slots} "
+                f"WHERE key = ANY(%(keys)s::text[]) AND expires_at > {NOW}")
+
+    @cached_property
+    def hold(self) -> str:
+        return (f"INSERT INTO {self.slots} (key, holder, expires_at) SELECT k, h, {NOW} + %s "
+                "FROM unnest(%s::text[], %s::text[]) AS u(k, h) "
+                "ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at")
+
+    @cached_property
+    def unhold(self) -> str:
+        return (f"DELETE FROM {self.slots} AS s USING unnest(%s::text[], %s::text[]) AS u(k, h) "
+                "WHERE s.key = u.k AND s.holder = u.h")
+
+    @cached_property
+    def slot_usage(self) -> str:
+        return f"SELECT key, count(*) FROM {self.slots} WHERE expires_at > {NOW} GROUP BY key"
+
+    @cached_property
+    def take_rate(self) -> str:
+        """One GCRA step (``base.gcra``) as an atomic upsert: the row is locked and its newest
+        version read, so concurrent takers each see the tat the previous one stored. A grant
+        stores the new tat and returns it; a refusal changes nothing (the WHERE) and returns no
+        row. Parameters: key, interval, interval, interval, period."""
+        start = f"GREATEST(r.tat, {NOW})"
+        return (f"INSERT INTO {self.rates} AS r (key, tat) VALUES (%s, {NOW} + %s) "
+                f"ON CONFLICT (key) DO UPDATE SET tat = {start} + %s "
+                f"WHERE {start} + %s - {NOW} <= %s + 1e-9 RETURNING tat")
+
+    @cached_property
+    def rate_wait(self) -> str:
+        """After a refusal: seconds until the key's next start (interval, period)."""
+        return (f"SELECT GREATEST(tat, {NOW}) + %s - %s - {NOW} FROM {self.rates} WHERE key = %s")
+
+    @cached_property
+    def purge_limits(self) -> str:
+        """Rows that mean nothing any more: lapsed holds, and rate keys whose tat has passed (the
+        same as no row). Rechecked per row under its lock, so a hold renewed or a rate taken in
+        between stays."""
+        return (f"WITH lapsed AS (DELETE FROM {self.slots} WHERE expires_at <= {NOW}) "
+                f"DELETE FROM {self.rates} WHERE tat < {NOW}")
 
     @cached_property
     def maintain(self) -> str:
@@ -265,18 +408,24 @@ class Statements:
         """For wait(): is anything claimable now, and in how many seconds is the next job due?"""
         return self._probe_by_queue if by_queue else self._probe_any
 
-    def _probe(self, queue: str) -> str:
-        return (f"SELECT EXISTS (SELECT 1 FROM {self.jobs} WHERE state = 'available'{queue}), "
+    def _probe(self, available: str) -> str:
+        # jobs of paused queues don't count: a worker with nothing else to do sleeps until a
+        # NOTIFY (an enqueue, a resume) or a scheduled job's time
+        return (f"SELECT EXISTS ({available}), "
                 f"(SELECT min(run_at) FROM {self.jobs} WHERE state = 'scheduled') "
                 "- date_part('epoch', clock_timestamp())")
 
     @cached_property
     def _probe_any(self) -> str:
-        return self._probe("")
+        return self._probe(f"SELECT 1 FROM {self.jobs} WHERE state = 'available' AND {self._running_queue}")
 
     @cached_property
     def _probe_by_queue(self) -> str:
-        return self._probe(" AND queue = ANY(%s)")
+        # one index probe per queue that isn't paused (LATERAL ... LIMIT 1 keeps it a probe), so a
+        # paused queue's backlog is never walked
+        return self._probe(f"SELECT 1 FROM unnest(%s::text[]) AS n(q) CROSS JOIN LATERAL (SELECT 1 FROM "
+                           f"{self.jobs} WHERE state = 'available' AND queue = n.q LIMIT 1) AS j "
+                           f"WHERE n.q <> ALL (SELECT queue FROM {self.paused})")
 
     # queries and admin ---------------------------------------------------------------------------
     @cached_property

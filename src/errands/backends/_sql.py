@@ -54,6 +54,7 @@ __all__ = [
     "record_from_row",
     "retry_while",
     "run_migrations",
+    "keyed_window",
     "settle_row",
     "translate_errors",
 ]
@@ -103,9 +104,17 @@ class Cursor(Protocol):
 # rows in -------------------------------------------------------------------------------------------
 def insert_row(new: NewJob, now: float) -> tuple[Any, ...]:
     """The INSERT parameters of one job (``INSERT_COLUMNS`` order): ``run_at`` defaults to
-    now + delay, and a job due by now is available at once."""
-    run_at = new.run_at if new.run_at is not None else now + new.delay
+    now + delay (now + debounce with a debounce), and a job due by now is available at once."""
+    run_at = now + new.debounce if new.debounce is not None else new.run_at if new.run_at is not None \
+        else now + new.delay
     state = _SCHEDULED if run_at > now else _AVAILABLE
+def keyed_window(new: NewJob) -> bool:
+    """Whether a job's unique key comes with ``unique_for`` or ``debounce``: such a job is
+    enqueued on its own (its key locked, its holder looked up whatever its state), not in the
+    batch INSERT that plain jobs share."""
+    return new.unique_key is not None and (new.unique_for is not None or new.debounce is not None)
+
+
     return (new.id, new.name, new.queue, new.args, new.kwargs, state, new.max_attempts, new.priority,
             run_at, now, new.unique_key, new.timeout, new.meta)
 

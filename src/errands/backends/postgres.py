@@ -58,6 +58,7 @@ from ._sql import (
     build_list_query,
     claims_from_rows,
     fold_counts,
+    keyed_window,
     record_from_row,
     retry_while,
     run_migrations,
@@ -78,6 +79,7 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    SlotRequest,
     Throughput,
     WorkerInfo,
     check_buckets,
@@ -104,6 +106,7 @@ _PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memor
 _PURGE_CHUNK = 5_000  # rows deleted per statement, so a big purge never holds many locks at once
 _TRANSIENT_FOR = 5.0  # seconds deadlocks / serialization failures are retried before giving up
 _WAITING = frozenset({JobState.SCHEDULED.value, JobState.AVAILABLE.value})
+_PURGE_LIMITS_EVERY = 30.0  # seconds between one process's sweeps of lapsed slot and rate rows
 
 
 # URL ----------------------------------------------------------------------------------------------
@@ -199,7 +202,8 @@ class PostgresBackend(Backend):
 
     capabilities = frozenset({Capability.TRANSACTIONAL_ENQUEUE, Capability.MULTI_PROCESS,
                               Capability.PERSISTENT, Capability.QUERIES, Capability.PUSH_WAKEUP,
-                              Capability.PRIORITIES, Capability.UNIQUE})
+                              Capability.PRIORITIES, Capability.UNIQUE, Capability.QUEUE_CONTROL,
+                              Capability.LIMITS, Capability.WORKFLOWS})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)
@@ -208,6 +212,7 @@ class PostgresBackend(Backend):
         self.schema_version: int | None = None
         self._open_lock = threading.Lock()
         self._due_at = -math.inf  # monotonic time the next scheduled job is due; unknown: promote
+        self._limits_swept = -math.inf  # monotonic time of this process's last purge_limits
         self._reset()
         if hasattr(os, "register_at_fork"):  # a pool's sockets and threads must not cross fork()
             os.register_at_fork(after_in_child=_after_fork(weakref.ref(self)))
@@ -339,31 +344,73 @@ class PostgresBackend(Backend):
     def enqueue(self, jobs: Sequence[NewJob], *, connection: object | None = None) -> list[Enqueued]:
         if not jobs:
             return []
-        sql, params = self._enqueue_statement(jobs)
-
-        def insert(conn: Connection) -> list[Enqueued]:
-            # tuple rows even on a caller's connection whose row_factory makes dicts
-            cursor = conn.cursor(row_factory=tuple_row)
-            created = {row[0] for row in cursor.execute(sql, params)}
-            if len(created) == len(jobs):
-                return [Enqueued(job.id, True) for job in jobs]
-            return self._answer_skipped(conn, jobs, created)
-
-        if any(j.run_at is not None or j.delay > 0 for j in jobs):
+        insert: Callable[[Connection], list[Enqueued]]
+        if any(keyed_window(j) for j in jobs):
+            insert = partial(self._enqueue_each, jobs)
+        else:
+            insert = partial(self._insert, jobs)
+        if any(j.run_at is not None or j.delay > 0 or j.debounce is not None for j in jobs):
             self._due_at = -math.inf  # a new scheduled job: the next claim looks again
         if connection is None:
             return self._run(insert)
         return self._enqueue_through(connection, insert)
 
+    def _insert(self, jobs: Sequence[NewJob], conn: Connection) -> list[Enqueued]:
+        """The batch INSERT of plain jobs (one statement), then who holds what it skipped."""
+        sql_text, params = self._enqueue_statement(jobs)
+        # tuple rows even on a caller's connection whose row_factory makes dicts
+        cursor = conn.cursor(row_factory=tuple_row)
+        created = {row[0] for row in cursor.execute(sql_text, params)}
+        if len(created) == len(jobs):
+            return [Enqueued(job.id, True) for job in jobs]
+        return self._answer_skipped(conn, jobs, created)
+
+    def _enqueue_each(self, jobs: Sequence[NewJob], conn: Connection) -> list[Enqueued]:
+        """A batch with unique_for / debounce jobs: row by row in batch order (a later job sees
+        an earlier one's key), in one transaction (a savepoint inside a caller's), so still all
+        or none."""
+        with conn.transaction():
+            return [self._enqueue_keyed(job, conn) if keyed_window(job) else self._insert([job], conn)[0]
+                    for job in jobs]
+
+    def _enqueue_keyed(self, job: NewJob, conn: Connection) -> Enqueued:
+        """One job whose key has a window, under a transaction-scoped advisory lock on the key (so
+        two such enqueues of one key take turns; each statement then sees the other's commit): an
+        existing id answers itself; an unstarted holder is debounced; an unfinished holder, or
+        with unique_for the newest job created within the window, holds the key; else insert."""
+        cursor = conn.cursor(row_factory=tuple_row)
+        cursor.execute(self.sql.lock_keys, ([self._lock_key("unique", job.unique_key or "")],))
+        if cursor.execute(self.sql.job_exists, (job.id,)).fetchone() is not None:
+            return Enqueued(job.id, False)
+        if job.debounce is not None:
+            moved = cursor.execute(self.sql.debounce, {
+                "args": job.args, "kwargs": job.kwargs, "meta": job.meta, "delay": float(job.debounce),
+                "key": job.unique_key}).fetchone()
+            if moved is not None:
+                return Enqueued(moved[0], False)
+        window = None if job.unique_for is None else float(job.unique_for)
+        holder = cursor.execute(self.sql.key_holder, {"key": job.unique_key, "window": window}).fetchone()
+        if holder is not None:
+            return Enqueued(holder[0], False)
+        return self._insert([job], conn)[0]
+
+    def _lock_key(self, kind: str, name: str) -> int:
+        """A 64-bit advisory lock id for ``name`` of ``kind`` in this schema."""
+        digest = hashlib.blake2b(f"errands:{self.options.schema}:{kind}:{name}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
     def _enqueue_statement(self, jobs: Sequence[NewJob]) -> tuple[str, tuple[Any, ...]]:
+        # a debounce without a unique key only delays the job: run_at NULL, delay = debounce
+        timing = [(None, float(j.debounce)) if j.debounce is not None else (j.run_at, float(j.delay))
+                  for j in jobs]
         if len(jobs) == 1:
-            j = jobs[0]
+            j, (run_at, delay) = jobs[0], timing[0]
             return self.sql.enqueue_one, (j.id, j.name, j.queue, j.args, j.kwargs, j.max_attempts, j.priority,
-                                          j.run_at, float(j.delay), j.unique_key, j.timeout, j.meta)
+                                          run_at, delay, j.unique_key, j.timeout, j.meta)
         return self.sql.enqueue, (
             [j.id for j in jobs], [j.name for j in jobs], [j.queue for j in jobs], [j.args for j in jobs],
             [j.kwargs for j in jobs], [j.max_attempts for j in jobs], [j.priority for j in jobs],
-            _floats([j.run_at for j in jobs]), _floats([j.delay for j in jobs]),
+            _floats([t[0] for t in timing]), _floats([t[1] for t in timing]),
             [j.unique_key for j in jobs], _floats([j.timeout for j in jobs]), [j.meta for j in jobs],
         )
 
@@ -473,11 +520,14 @@ class PostgresBackend(Backend):
             self._due_at = -math.inf  # a retry later: the next claim learns when
         return [o.id for o in outcomes if o.id not in applied]
 
-    def release(self, claims: Sequence[Claim]) -> None:
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
         if claims:
-            params = ([c.id for c in claims], [c.token for c in claims])
+            params = ([c.id for c in claims], [c.token for c in claims], float(delay))
             self._run(lambda conn: conn.execute(self.sql.release, params))
-            self.notify()
+            if delay > 0:
+                self._due_at = -math.inf  # snoozed: the next claim learns when they are due
+            else:
+                self.notify()
 
     def maintain(self, limit: int = 1000) -> Maintenance:
         limit = max(limit, 0)
@@ -576,6 +626,107 @@ class PostgresBackend(Backend):
     def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         params = worker_params(info, 0.0, float(ttl))  # times as offsets from the server's clock
         self._run(lambda conn: conn.execute(self.sql.register_worker, params))
+    # queue control and workflows -----------------------------------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        names = list(dict.fromkeys(q for q in queues if "\x00" not in q))  # no job is in a NUL queue
+        if not names:
+            return
+        self._run(lambda conn: conn.execute(self.sql.pause if paused else self.sql.resume, (names,)))
+        if not paused:
+            self.notify()  # the NOTIFY wakes other processes; this one's waiters look at once
+
+    def paused_queues(self) -> frozenset[str]:
+        return frozenset(row[0] for row in self._run(lambda conn: conn.execute(self.sql.paused_queues).fetchall()))
+
+    def wake(self, job_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(job_id for job_id in job_ids if "\x00" not in job_id))
+        if not ids:
+            return 0
+        moved = int(self._run(lambda conn: _row(conn, self.sql.wake, (ids,)))[0])
+        if moved:
+            self.notify()
+        return moved
+
+    def get_many(self, job_ids: Sequence[str]) -> builtins.list[JobRecord]:
+        ids = list(dict.fromkeys(job_id for job_id in job_ids if "\x00" not in job_id))
+        if not ids:
+            return []
+        return [record_from_row(row) for row in self._run(lambda conn: conn.execute(self.sql.get_many,
+                                                                                     (ids,)).fetchall())]
+
+    # limits --------------------------------------------------------------------------------------
+    def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
+        """One transaction: lock the keys (advisory locks, sorted), read their live holders,
+        decide in request order as memory.py does, store the grants. Two round trips."""
+        if not requests:
+            return []
+        keys = sorted({r.key for r in requests})
+        locks = sorted({self._lock_key("slot", key) for key in keys})
+
+        def run(conn: Connection) -> builtins.list[bool]:
+            with conn.pipeline(), conn.transaction():
+                conn.execute(self.sql.lock_keys, (locks,))
+                rows = conn.execute(self.sql.live_holders, {"keys": keys}).fetchall()
+                live: dict[str, set[str]] = {}
+                for key, holder in rows:
+                    live.setdefault(key, set()).add(holder)
+                granted: builtins.list[bool] = []
+                held: dict[tuple[str, str], None] = {}
+                for request in requests:
+                    holders = live.setdefault(request.key, set())
+                    ok = request.holder in holders or len(holders) < request.limit
+                    if ok:
+                        holders.add(request.holder)
+                        held[(request.key, request.holder)] = None
+                    granted.append(ok)
+                if held:
+                    conn.execute(self.sql.hold, (float(ttl), [k for k, _ in held], [h for _, h in held]))
+                return granted
+
+        granted = self._run(run)
+        self._sweep_limits()
+        return granted
+
+    def release_slots(self, held: Sequence[tuple[str, str]]) -> None:
+        pairs = [(key, holder) for key, holder in held if "\x00" not in key + holder]
+        if pairs:
+            params = ([k for k, _ in pairs], [h for _, h in pairs])
+            self._run(lambda conn: conn.execute(self.sql.unhold, params))
+
+    def slot_usage(self) -> dict[str, int]:
+        return {key: int(n) for key, n in self._run(lambda conn: conn.execute(self.sql.slot_usage).fetchall())}
+
+    def take_rate(self, key: str, limit: int, period: float) -> float:
+        """One upsert that grants (and stores the new tat) or refuses (storing nothing); after a
+        refusal, in the same round trip, the wait read from the tat the upsert kept locked."""
+        if limit < 1 or not period > 0:
+            raise ConfigurationError(f"a rate limit needs limit >= 1 and period > 0, got {limit}/{period}")
+        interval, period = float(period) / limit, float(period)
+
+        def run(conn: Connection) -> float:
+            with conn.pipeline(), conn.transaction():
+                taken = conn.execute(self.sql.take_rate, (key, interval, interval, interval, period))
+                waiting = conn.execute(self.sql.rate_wait, (interval, period, key))
+            if taken.fetchone() is not None:
+                return 0.0
+            row = waiting.fetchone()
+            # never 0.0 on a refusal, which the caller would read as a grant
+            return max(float(row[0]), 1e-6) if row is not None and row[0] is not None else interval
+
+        wait = self._run(run)
+        self._sweep_limits()
+        return wait
+
+    def _sweep_limits(self) -> None:
+        """Now and then delete lapsed holds and spent rate rows, so both tables stay as small as
+        the keys in use. A failure here is left for the next sweep: the caller got its answer."""
+        if time.monotonic() - self._limits_swept < _PURGE_LIMITS_EVERY:
+            return
+        self._limits_swept = time.monotonic()
+        try:
+            self._run(lambda conn: conn.execute(self.sql.purge_limits))
+        except BackendUnavailable as exc:
+            log.debug("sweeping lapsed slots and rates failed: %s", exc)
 
     def remove_worker(self, worker_id: str) -> None:
         self._run(lambda conn: conn.execute(self.sql.remove_worker, (worker_id,)))
