@@ -53,10 +53,14 @@ def _previous(migrations: tuple[Migration, ...]) -> tuple[Migration, ...]:
 
 
 # SQLite -----------------------------------------------------------------------------------------
+def _sqlite_upto(version: int) -> tuple[Migration, ...]:
+    return tuple(step for step in _sqlite_sql.MIGRATIONS if step.version <= version)
+
+
 def test_sqlite_adds_meta_to_a_previous_version_file(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
-        run_migrations(conn.cursor(), _previous(_sqlite_sql.MIGRATIONS), meta_ddl=_sqlite_sql.META_DDL)
+        run_migrations(conn.cursor(), _sqlite_upto(2), meta_ddl=_sqlite_sql.META_DDL)
         conn.execute(OLD_ROW)
         assert "meta" not in {row[1] for row in conn.execute("PRAGMA table_info(errands_jobs)")}
     conn.close()
@@ -68,6 +72,39 @@ def test_sqlite_adds_meta_to_a_previous_version_file(tmp_path: Path) -> None:
         assert conn.execute(f"SELECT value FROM {META_TABLE} WHERE name = ?", (SCHEMA_KEY,)).fetchone() == (
             str(_sqlite_sql.MIGRATIONS[-1].version),)
         assert "meta" in {row[1] for row in conn.execute("PRAGMA table_info(errands_jobs)")}
+    conn.close()
+
+
+def test_sqlite_version_3_file_gains_paused_queues_limits_and_unique_for(tmp_path: Path) -> None:
+    from errands.backends.base import NewJob, SlotRequest
+    from errands.backends.sqlite import SqliteBackend
+    from errands.config import Settings
+
+    path = tmp_path / "v3.db"
+    with sqlite3.connect(path) as conn:
+        run_migrations(conn.cursor(), _sqlite_upto(3), meta_ddl=_sqlite_sql.META_DDL)
+        conn.execute(OLD_ROW)
+        # a finished job of a key, stored before the upgrade: unique_for must find it (index on old rows)
+        conn.execute("INSERT INTO errands_jobs (id, name, queue, args, kwargs, state, max_attempts, run_at, "
+                     "created_at, unique_key, finished_at) VALUES ('old-done', 'reader', 'default', '[]', '{}', "
+                     "'succeeded', 3, 0, julianday('now') * 86400 - 210866760000, 'digest', 0)")
+    conn.close()
+    backend = SqliteBackend(f"sqlite:///{path}", Settings())
+    try:
+        backend.set_paused(["default"], True)
+        assert backend.claim(None, 10, worker_id="w", lease=30) == []
+        backend.set_paused(["default"], False)
+        assert [c.id for c in backend.claim(None, 10, worker_id="w", lease=30)] == ["old-job"]
+        assert backend.acquire_slots([SlotRequest("k", "h", 1)], ttl=30) == [True]
+        assert backend.take_rate("r", 1, 60.0) == 0.0
+        again = NewJob(id="new-one", name="reader", queue="default", args="[]", kwargs="{}", max_attempts=3,
+                       unique_key="digest", unique_for=3600.0)
+        assert [(e.id, e.created) for e in backend.enqueue([again])] == [("old-done", False)]
+    finally:
+        backend.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute(f"SELECT value FROM {META_TABLE} WHERE name = ?", (SCHEMA_KEY,)).fetchone() == (
+            str(_sqlite_sql.MIGRATIONS[-1].version),)
     conn.close()
 
 

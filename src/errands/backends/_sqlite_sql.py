@@ -13,11 +13,15 @@ from ._sql import ACTIVE_SQL, INSERT_COLUMNS, JOB_COLUMNS, META_TABLE, TABLE, Mi
 from ._sql_registry import WORKER_COLUMNS, WORKER_TABLE
 
 __all__ = [
-    "CLAIM_COLUMNS", "CLAIM_SET", "COUNTS", "COUNTS_BY_QUEUE", "GET", "INSERT", "META_DDL", "MIGRATIONS",
-    "PROMOTE", "REAP_CANCELLED", "REAP_FAILED", "REAP_REQUEUE", "RELEASE", "RETRY", "SETTLE", "THROUGHPUT", "WORKERS",
-    "WORKER_DELETE", "WORKER_PRUNE", "WORKER_UPSERT", "claim_ids_sql", "claim_sql", "pick_ids_sql", "pick_sql",
-    "probe_sql",
+    "ANY_PAUSED", "CLAIM_COLUMNS", "CLAIM_SET", "COUNTS", "COUNTS_BY_QUEUE", "DEBOUNCE", "GET", "ID_EXISTS", "INSERT",
+    "META_DDL", "MIGRATIONS", "PAUSE", "PAUSED", "PROMOTE", "RATE_GET", "RATE_PURGE", "RATE_SET", "REAP_CANCELLED",
+    "REAP_FAILED", "REAP_REQUEUE", "RELEASE", "RESUME", "RETRY", "RUNNABLE_QUEUES", "SETTLE", "SLOT_PURGE",
+    "SLOT_RELEASE", "SLOT_TAKE", "SLOT_USAGE", "THROUGHPUT", "UNIQUE_HOLDER", "UNIQUE_RECENT", "WORKERS",
+    "WORKER_DELETE", "WORKER_PRUNE", "WORKER_UPSERT", "claim_ids_sql", "claim_sql", "get_many_sql", "pick_ids_sql",
+    "pick_sql", "probe_sql", "wake_sql",
 ]
+
+PAUSED_TABLE, SLOTS_TABLE, RATES_TABLE = "errands_paused", "errands_slots", "errands_rates"
 
 # schema -------------------------------------------------------------------------------------------
 # Partial-index predicates, spelled once: SQLite uses a partial index only for a query that
@@ -63,6 +67,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         # means {}. Transactional with the version bump, so a crash midway leaves version 2.
         f"ALTER TABLE {TABLE} ADD COLUMN meta TEXT",
     ), "job metadata"),
+    Migration(4, (
+        # Paused queues: a handful of rows, probed by primary key in every claim (never cached,
+        # so a pause is exact the moment it commits).
+        f"CREATE TABLE {PAUSED_TABLE} (queue TEXT PRIMARY KEY NOT NULL, paused_at REAL NOT NULL) WITHOUT ROWID",
+        # Concurrency slots: one row per live holder. Expired rows are deleted by the calls that
+        # pass (by expires_at), so the table holds about the live holders and no more.
+        f"""CREATE TABLE {SLOTS_TABLE} (key TEXT NOT NULL, holder TEXT NOT NULL, expires_at REAL NOT NULL,
+            PRIMARY KEY (key, holder)) WITHOUT ROWID""",
+        f"CREATE INDEX errands_slots_expiry ON {SLOTS_TABLE} (expires_at)",
+        # Rate limits: each key's GCRA theoretical arrival time. A tat in the past means the same
+        # as none, so such rows are deleted as calls pass.
+        f"CREATE TABLE {RATES_TABLE} (key TEXT PRIMARY KEY NOT NULL, tat REAL NOT NULL) WITHOUT ROWID",
+        f"CREATE INDEX errands_rates_tat ON {RATES_TABLE} (tat)",
+        # unique_for: the newest job of a key whatever its state (errands_jobs_unique holds only
+        # unfinished ones). Partial: jobs without a key, the common case, cost nothing.
+        f"CREATE INDEX errands_jobs_unique_created ON {TABLE} (unique_key, created_at) WHERE unique_key IS NOT NULL",
+    ), "paused queues, concurrency slots, rate limits; unique keys by creation time"),
 )
 
 # statements ---------------------------------------------------------------------------------------
@@ -84,7 +105,8 @@ SETTLE = (f"UPDATE {TABLE} SET state = ?1, run_at = COALESCE(?2, run_at), "
           "result = CASE WHEN ?3 THEN ?4 ELSE result END, error = COALESCE(?5, error), "
           "finished_at = COALESCE(?6, finished_at), token = NULL, lease_until = NULL "
           "WHERE id = ?7 AND token = ?8 AND state = 'running'")
-RELEASE = (f"UPDATE {TABLE} SET state = 'available', attempts = max(attempts - 1, 0), run_at = ?, "
+# back to available, or scheduled for a snooze: (state, run_at, id, token)
+RELEASE = (f"UPDATE {TABLE} SET state = ?, attempts = max(attempts - 1, 0), run_at = ?, "
            "token = NULL, lease_until = NULL WHERE id = ? AND token = ? AND state = 'running'")
 LOST = "'worker lost while running (attempt ' || attempts || '/' || max_attempts || ')'"
 EXPIRED = f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_lease WHERE {RUNNING} AND lease_until <= ?1"
@@ -106,32 +128,56 @@ COUNTS = f"SELECT NULL, state, count(*) FROM {TABLE} GROUP BY state"
 COUNTS_BY_QUEUE = f"SELECT queue, state, count(*) FROM {TABLE} GROUP BY queue, state"
 
 
+def unpaused(param: str) -> str:
+    """``param`` (a queue name), or NULL when that queue is paused: ``queue = unpaused(?5)`` is
+    one index probe that finds nothing for a paused queue. A plain ``NOT EXISTS`` beside
+    ``queue = ?5`` would be tested row by row, walking a paused queue's whole backlog."""
+    return f"(SELECT {param} WHERE NOT EXISTS (SELECT 1 FROM {PAUSED_TABLE} WHERE queue = {param}))"
+
+
+# not in a paused queue, for a statement whose rows may be of any queue
+NOT_PAUSED = f"NOT EXISTS (SELECT 1 FROM {PAUSED_TABLE} WHERE {PAUSED_TABLE}.queue = {TABLE}.queue)"
+ANY_PAUSED = f"SELECT EXISTS (SELECT 1 FROM {PAUSED_TABLE})"
+# The queues that have available jobs and are not paused: a loose index scan, one probe per
+# distinct queue, however long a paused queue's backlog is.
+RUNNABLE_QUEUES = (
+    f"WITH RECURSIVE q(name) AS (SELECT (SELECT queue FROM {TABLE} INDEXED BY errands_jobs_claim "
+    f"WHERE {AVAILABLE} ORDER BY queue LIMIT 1) UNION ALL SELECT (SELECT queue FROM {TABLE} "
+    f"INDEXED BY errands_jobs_claim WHERE {AVAILABLE} AND queue > q.name ORDER BY queue LIMIT 1) "
+    f"FROM q WHERE q.name IS NOT NULL) SELECT name FROM q WHERE name IS NOT NULL AND NOT EXISTS "
+    f"(SELECT 1 FROM {PAUSED_TABLE} WHERE {PAUSED_TABLE}.queue = q.name)"
+)
+
+
 @lru_cache(maxsize=64)
-def pick_sql(queue_count: int | None) -> str:
-    """The rowids to claim, best first, for ``?4`` jobs of queues ``?5..``. Several queues are a
-    UNION of per-queue index scans, because ``queue IN (...)`` plus ORDER BY would sort every
-    available row of those queues."""
+def pick_sql(queue_count: int | None, every_unpaused: bool = False) -> str:
+    """The rowids to claim, best first, for ``?4`` jobs of queues ``?5..``, paused ones skipped.
+    Several queues are a UNION of per-queue index scans, because ``queue IN (...)`` plus ORDER
+    BY would sort every available row of those queues. ``None``: every queue, for when nothing
+    is paused; with ``every_unpaused`` a scan that tests each row (for many runnable queues
+    while some are paused)."""
     order = "ORDER BY priority DESC, run_at, id LIMIT ?4"
     if queue_count is None:
-        return f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {AVAILABLE} {order}"
+        skip = f" AND {NOT_PAUSED}" if every_unpaused else ""
+        return f"SELECT rowid FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {AVAILABLE}{skip} {order}"
     by_queue = f"FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {AVAILABLE} AND queue ="
     if queue_count == 1:
-        return f"SELECT rowid {by_queue} ?5 {order}"
+        return f"SELECT rowid {by_queue} {unpaused('?5')} {order}"
     arms = " UNION ALL ".join(
-        f"SELECT * FROM (SELECT rowid AS rid, priority, run_at, id {by_queue} ?{5 + i} {order})"
+        f"SELECT * FROM (SELECT rowid AS rid, priority, run_at, id {by_queue} {unpaused(f'?{5 + i}')} {order})"
         for i in range(queue_count)
     )
     return f"SELECT rid FROM ({arms}) {order}"
 
 
 @lru_cache(maxsize=64)
-def claim_sql(queue_count: int | None) -> str:
+def claim_sql(queue_count: int | None, every_unpaused: bool = False) -> str:
     return (f"UPDATE {TABLE} SET {CLAIM_SET}, token = lower(hex(randomblob(16))) "
-            f"WHERE rowid IN ({pick_sql(queue_count)}) RETURNING {CLAIM_COLUMNS}")
+            f"WHERE rowid IN ({pick_sql(queue_count, every_unpaused)}) RETURNING {CLAIM_COLUMNS}")
 
 
 # Claimable by id: what claim() would take, a due scheduled job included (claim promotes it first).
-_CLAIMABLE_BY_ID = f"({AVAILABLE} OR ({SCHEDULED} AND run_at <= ?2))"
+_CLAIMABLE_BY_ID = f"({AVAILABLE} OR ({SCHEDULED} AND run_at <= ?2)) AND {NOT_PAUSED}"
 
 
 @lru_cache(maxsize=16)
@@ -151,14 +197,56 @@ def claim_ids_sql(count: int) -> str:
 
 @lru_cache(maxsize=64)
 def probe_sql(queue_count: int | None) -> str:
-    """Is anything claimable now, and when is the next scheduled job due? Read-only index probes."""
+    """Is anything claimable now (in a queue not paused), and when is the next scheduled job due?
+    Read-only index probes; the queues are ``?1..``."""
     if queue_count is None:
-        available = f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {AVAILABLE}"
+        ready = (f"CASE WHEN EXISTS (SELECT 1 FROM {PAUSED_TABLE}) THEN EXISTS ({RUNNABLE_QUEUES}) "
+                 f"ELSE EXISTS (SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim_any WHERE {AVAILABLE}) END")
     else:
-        available = (f"SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {AVAILABLE} "
-                     f"AND queue IN ({', '.join('?' * queue_count)})")
-    return (f"SELECT EXISTS ({available}), "
+        ready = " OR ".join(f"EXISTS (SELECT 1 FROM {TABLE} INDEXED BY errands_jobs_claim WHERE {AVAILABLE} "
+                            f"AND queue = {unpaused(f'?{i + 1}')})" for i in range(queue_count))
+    return (f"SELECT {ready}, "
             f"(SELECT min(run_at) FROM {TABLE} INDEXED BY errands_jobs_due WHERE {SCHEDULED})")
+
+
+@lru_cache(maxsize=16)
+def wake_sql(count: int) -> str:
+    """Scheduled jobs ``?2..`` made available now (``?1``); others untouched. Padded like claim_ids."""
+    ids = ", ".join(f"?{2 + i}" for i in range(count))
+    return f"UPDATE {TABLE} SET state = 'available', run_at = ?1 WHERE id IN ({ids}) AND {SCHEDULED}"
+
+
+@lru_cache(maxsize=16)
+def get_many_sql(count: int) -> str:
+    return f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE} WHERE id IN ({', '.join('?' * count)})"
+
+
+# paused queues, slots, rates ------------------------------------------------------------------------
+PAUSE = f"INSERT INTO {PAUSED_TABLE} (queue, paused_at) VALUES (?, ?) ON CONFLICT (queue) DO NOTHING"
+RESUME = f"DELETE FROM {PAUSED_TABLE} WHERE queue = ?"
+PAUSED = f"SELECT queue FROM {PAUSED_TABLE}"
+SLOT_PURGE = f"DELETE FROM {SLOTS_TABLE} WHERE expires_at <= ?"
+# (key, holder, expires_at, limit), after SLOT_PURGE in the same write transaction: a holder
+# keeps (and renews) its slot, a new one takes a free slot, else no row is written
+SLOT_TAKE = (f"INSERT INTO {SLOTS_TABLE} (key, holder, expires_at) SELECT ?1, ?2, ?3 "
+             f"WHERE EXISTS (SELECT 1 FROM {SLOTS_TABLE} WHERE key = ?1 AND holder = ?2) "
+             f"OR (SELECT count(*) FROM {SLOTS_TABLE} WHERE key = ?1) < ?4 "
+             "ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at")
+SLOT_RELEASE = f"DELETE FROM {SLOTS_TABLE} WHERE key = ? AND holder = ?"
+SLOT_USAGE = f"SELECT key, count(*) FROM {SLOTS_TABLE} WHERE expires_at > ? GROUP BY key"
+RATE_PURGE = f"DELETE FROM {RATES_TABLE} WHERE tat <= ?"
+RATE_GET = f"SELECT tat FROM {RATES_TABLE} WHERE key = ?"
+RATE_SET = f"INSERT INTO {RATES_TABLE} (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET tat = excluded.tat"
+
+# unique_for and debounce ----------------------------------------------------------------------------
+ID_EXISTS = f"SELECT 1 FROM {TABLE} WHERE id = ?"
+UNIQUE_HOLDER = (f"SELECT id, state FROM {TABLE} INDEXED BY errands_jobs_unique "
+                 f"WHERE unique_key = ? AND unique_key IS NOT NULL AND state IN {ACTIVE_SQL}")
+UNIQUE_RECENT = (f"SELECT id FROM {TABLE} INDEXED BY errands_jobs_unique_created "
+                 "WHERE unique_key = ?1 AND created_at > ?2 ORDER BY created_at DESC LIMIT 1")
+# the holder takes the last enqueue's arguments and waits the new window: (args, kwargs, meta, run_at, id)
+DEBOUNCE = (f"UPDATE {TABLE} SET args = ?, kwargs = ?, meta = ?, run_at = ?, state = 'scheduled' "
+            "WHERE id = ? AND state IN ('scheduled', 'available')")
 
 # worker registry and throughput ---------------------------------------------------------------------
 WORKER_UPSERT = (f"INSERT INTO {WORKER_TABLE} ({', '.join(WORKER_COLUMNS)}, expires_at) "

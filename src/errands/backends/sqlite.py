@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..errors import BackendUnavailable, ConfigurationError, ErrandsError
 from ..jobs import JobState
 from ._sql import (
+    INSERT_COLUMNS,
     META_TABLE,
     SCHEMA_KEY,
     TABLE,
@@ -56,6 +57,31 @@ from ._sql import (
     translate_errors,
 )
 from ._sql_registry import worker_from_row, worker_params
+from ._sqlite_sql import (
+    ANY_PAUSED,
+    DEBOUNCE,
+    ID_EXISTS,
+    PAUSE,
+    PAUSED,
+    RATE_GET,
+    RATE_PURGE,
+    RATE_SET,
+    RESUME,
+    RUNNABLE_QUEUES,
+    SLOT_PURGE,
+    SLOT_RELEASE,
+    SLOT_TAKE,
+    SLOT_USAGE,
+    THROUGHPUT,
+    UNIQUE_HOLDER,
+    UNIQUE_RECENT,
+    WORKER_DELETE,
+    WORKER_PRUNE,
+    WORKER_UPSERT,
+    WORKERS,
+    get_many_sql,
+    wake_sql,
+)
 
 # the schema and statements, under the names this module used before they moved out
 from ._sqlite_sql import CLAIM_COLUMNS as _CLAIM_COLUMNS
@@ -73,7 +99,6 @@ from ._sqlite_sql import REAP_REQUEUE as _REAP_REQUEUE
 from ._sqlite_sql import RELEASE as _RELEASE
 from ._sqlite_sql import RETRY as _RETRY
 from ._sqlite_sql import SETTLE as _SETTLE
-from ._sqlite_sql import THROUGHPUT, WORKER_DELETE, WORKER_PRUNE, WORKER_UPSERT, WORKERS
 from ._sqlite_sql import claim_ids_sql as _claim_ids_sql
 from ._sqlite_sql import claim_sql as _claim_sql
 from ._sqlite_sql import pick_ids_sql as _pick_ids_sql
@@ -92,9 +117,11 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    SlotRequest,
     Throughput,
     WorkerInfo,
     check_buckets,
+    gcra,
     throughput_buckets,
 )
 
@@ -116,6 +143,10 @@ _IDS_CHUNK = 512  # ids per claim_ids statement: under SQLite's old 999-variable
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 _CLOCK_SYNC = 5.0  # seconds between reads of SQLite's clock
 _UNIX_EPOCH_JD = 2440587.5  # julianday('1970-01-01 00:00:00')
+# While some queue is paused, claim(None) unions per-queue scans of the runnable queues up to
+# this many; past it, one scan of every available job that skips paused rows one by one.
+_UNION_QUEUES = 32
+_STATE_AT, _RUN_AT = INSERT_COLUMNS.index("state"), INSERT_COLUMNS.index("run_at")
 
 # URL ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -213,7 +244,8 @@ class SqliteBackend(Backend):
 
     capabilities = frozenset({Capability.TRANSACTIONAL_ENQUEUE, Capability.MULTI_PROCESS,
                               Capability.PERSISTENT, Capability.QUERIES,
-                              Capability.PRIORITIES, Capability.UNIQUE})
+                              Capability.PRIORITIES, Capability.UNIQUE, Capability.QUEUE_CONTROL,
+                              Capability.LIMITS, Capability.WORKFLOWS})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)
@@ -384,16 +416,17 @@ class SqliteBackend(Backend):
         if not jobs:
             return []
         now = self.now()
-        rows = [insert_row(job, now) for job in jobs]
+        rows = [_insert_row(job, now) for job in jobs]
         if connection is None:
-            result = self._write(lambda cur: insert_jobs(cur, rows, insert_sql=_INSERT))
+            result = self._write(lambda cur: _insert(cur, jobs, rows, now))
         else:
-            result = self._enqueue_through(connection, rows)
-        if any(row[5] == "available" for row in rows):
+            result = self._enqueue_through(connection, jobs, rows, now)
+        if any(row[_STATE_AT] == "available" for row in rows):
             self.notify()
         return result
 
-    def _enqueue_through(self, connection: object, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
+    def _enqueue_through(self, connection: object, jobs: Sequence[NewJob], rows: list[tuple[Any, ...]],
+                         now: float) -> list[Enqueued]:
         """Write with the caller's sqlite3 connection and leave its transaction open: the caller's
         commit or rollback decides. No busy retry here: the transaction is the caller's."""
         if not isinstance(connection, sqlite3.Connection):
@@ -408,7 +441,7 @@ class SqliteBackend(Backend):
             if not files or not _same_file(files[0], self.options.path):
                 raise ConfigurationError(f"the connection to enqueue through is not to {self.options.path}")
             _join_caller_transaction(connection)
-            return insert_jobs(cursor, rows, insert_sql=_INSERT)
+            return _insert(cursor, jobs, rows, now)
 
     # worker -------------------------------------------------------------------------------------
     def claim(self, queues: Sequence[str] | None, limit: int, *, worker_id: str, lease: float) -> list[Claim]:
@@ -416,14 +449,22 @@ class SqliteBackend(Backend):
         if limit <= 0 or names == []:
             return []
         now = self.now()
-        params = (now + lease, now, worker_id, limit, *(names or ()))
-        count = None if names is None else len(names)
 
         def run(cur: sqlite3.Cursor) -> list[Any]:
             cur.execute(_PROMOTE, (now, _PROMOTE_LIMIT))
+            picked, every_unpaused = names, False
+            if names is None and cur.execute(ANY_PAUSED).fetchone()[0]:
+                # the one-scan statement would walk a paused queue's backlog at every claim
+                picked = [row[0] for row in cur.execute(RUNNABLE_QUEUES)]
+                if not picked:
+                    return []
+                if len(picked) > _UNION_QUEUES:
+                    picked, every_unpaused = None, True
+            params = (now + lease, now, worker_id, limit, *(picked or ()))
+            count = None if picked is None else len(picked)
             if _HAS_RETURNING:
-                return cur.execute(_claim_sql(count), params).fetchall()
-            return _claim_without_returning(cur, _pick_sql(count), params)
+                return cur.execute(_claim_sql(count, every_unpaused), params).fetchall()
+            return _claim_without_returning(cur, _pick_sql(count, every_unpaused), params)
 
         return claims_from_rows(self._write(run))
 
@@ -463,12 +504,14 @@ class SqliteBackend(Backend):
             self.notify()
         return fenced
 
-    def release(self, claims: Sequence[Claim]) -> None:
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
         if claims:
             now = self.now()
-            rows = [(now, claim.id, claim.token) for claim in claims]
+            state = "scheduled" if delay > 0 else "available"
+            rows = [(state, now + max(delay, 0.0), claim.id, claim.token) for claim in claims]
             self._write(lambda cur: cur.executemany(_RELEASE, rows))
-            self.notify()
+            if state == "available":
+                self.notify()
 
     def maintain(self, limit: int = 1000) -> Maintenance:
         now = self.now()
@@ -495,7 +538,7 @@ class SqliteBackend(Backend):
 
         def look(cur: sqlite3.Cursor) -> tuple[int, float | None]:
             version = cur.execute("PRAGMA data_version").fetchone()[0]
-            ready, due = cur.execute(probe, names or ()).fetchone()
+            ready, due = cur.execute(probe, names or ()).fetchone()  # paused queues count as empty
             return version, (self.now() if ready else due if isinstance(due, (int, float)) else None)
 
         version, due = self._read(look)
@@ -556,6 +599,78 @@ class SqliteBackend(Backend):
         rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
         return [record_from_row(row) for row in rows]
 
+    # queue control, workflows, limits -------------------------------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        names = list(dict.fromkeys(queues))
+        if not names:
+            return
+        now = self.now()
+        if paused:
+            self._write(lambda cur: cur.executemany(PAUSE, [(name, now) for name in names]))
+        else:
+            self._write(lambda cur: cur.executemany(RESUME, [(name,) for name in names]))
+            self.notify()  # other processes see the commit through PRAGMA data_version
+
+    def paused_queues(self) -> frozenset[str]:
+        return frozenset(row[0] for row in self._read(lambda cur: cur.execute(PAUSED).fetchall()))
+
+    def wake(self, job_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return 0
+        now = self.now()
+        chunks = [_padded(ids[i:i + _IDS_CHUNK]) for i in range(0, len(ids), _IDS_CHUNK)]
+
+        def run(cur: sqlite3.Cursor) -> int:
+            return sum(cur.execute(wake_sql(len(chunk)), (now, *chunk)).rowcount for chunk in chunks)
+
+        moved = self._write(run)
+        if moved:
+            self.notify()
+        return moved
+
+    def get_many(self, job_ids: Sequence[str]) -> builtins.list[JobRecord]:
+        ids = list(dict.fromkeys(job_ids))
+        chunks = [_padded(ids[i:i + _IDS_CHUNK]) for i in range(0, len(ids), _IDS_CHUNK)]
+
+        def run(cur: sqlite3.Cursor) -> builtins.list[Any]:
+            return [row for chunk in chunks for row in cur.execute(get_many_sql(len(chunk)), chunk).fetchall()]
+
+        return [record_from_row(row) for row in self._read(run)] if ids else []
+
+    def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
+        if not requests:
+            return []
+
+        def run(cur: sqlite3.Cursor) -> builtins.list[bool]:
+            # the write lock (BEGIN IMMEDIATE) makes count-then-insert atomic across processes
+            now = self.now()
+            cur.execute(SLOT_PURGE, (now,))
+            return [cur.execute(SLOT_TAKE, (r.key, r.holder, now + ttl, r.limit)).rowcount == 1
+                    for r in requests]
+
+        return self._write(run)
+
+    def release_slots(self, held: Sequence[tuple[str, str]]) -> None:
+        if held:
+            self._write(lambda cur: cur.executemany(SLOT_RELEASE, [(key, holder) for key, holder in held]))
+
+    def slot_usage(self) -> dict[str, int]:
+        now = self.now()
+        return {key: count for key, count in self._read(lambda cur: cur.execute(SLOT_USAGE, (now,)).fetchall())}
+
+    def take_rate(self, key: str, limit: int, period: float) -> float:
+        def run(cur: sqlite3.Cursor) -> float:
+            now = self.now()  # read under the write lock: no later grant was stored by an earlier clock
+            cur.execute(RATE_PURGE, (now,))  # a tat already past means the same as none
+            row = cur.execute(RATE_GET, (key,)).fetchone()
+            wait, tat = gcra(None if row is None else float(row[0]), now, limit, period)
+            if wait == 0.0:
+                cur.execute(RATE_SET, (key, tat))
+            return wait
+
+        return self._write(run)
+
 
     # observability ------------------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo, ttl: float) -> None:
@@ -580,6 +695,73 @@ class SqliteBackend(Backend):
         check_buckets(since, bucket, now)
         rows = self._read(lambda cur: cur.execute(THROUGHPUT, (since, bucket)).fetchall())
         return throughput_buckets(since, bucket, now, rows)
+
+
+def _insert_row(job: NewJob, now: float) -> tuple[Any, ...]:
+    """``insert_row``, with a debounced job due ``debounce`` seconds from now."""
+    row = insert_row(job, now)
+    if job.debounce is None:
+        return row
+    run_at = now + max(job.debounce, 0.0)
+    values = list(row)
+    values[_RUN_AT], values[_STATE_AT] = run_at, "scheduled" if run_at > now else "available"
+    return tuple(values)
+
+
+def _windowed(job: NewJob) -> bool:
+    return bool(job.unique_key) and (job.unique_for is not None or job.debounce is not None)
+
+
+def _insert(cur: sqlite3.Cursor, jobs: Sequence[NewJob], rows: list[tuple[Any, ...]], now: float) -> list[Enqueued]:
+    """Store ``rows`` (made from ``jobs``) all or none, in order. Plain jobs go in batches (one
+    executemany); a job with unique_for or debounce looks at its key's holder first, row by row."""
+    if not any(map(_windowed, jobs)):
+        return insert_jobs(cur, rows, insert_sql=_INSERT)
+    cur.execute("SAVEPOINT errands_enqueue")
+    try:
+        results: list[Enqueued] = []
+        plain: list[tuple[Any, ...]] = []
+        for job, row in zip(jobs, rows):
+            if not _windowed(job):
+                plain.append(row)
+                continue
+            if plain:  # in order: a later job must see the keys of the ones before it
+                results += insert_jobs(cur, plain, insert_sql=_INSERT)
+                plain = []
+            results.append(_insert_windowed(cur, job, row, now))
+        if plain:
+            results += insert_jobs(cur, plain, insert_sql=_INSERT)
+        cur.execute("RELEASE SAVEPOINT errands_enqueue")
+    except BaseException:
+        with suppress(sqlite3.Error):  # leave a caller's transaction as before the batch
+            cur.execute("ROLLBACK TO SAVEPOINT errands_enqueue")
+            cur.execute("RELEASE SAVEPOINT errands_enqueue")
+        raise
+    return results
+
+
+def _insert_windowed(cur: sqlite3.Cursor, job: NewJob, row: tuple[Any, ...], now: float) -> Enqueued:
+    """One job with a unique key and unique_for or debounce, inside the write transaction: an
+    unfinished holder answers (a debounce first hands it this job's arguments and window, while
+    it has not started); else, with unique_for, a job of the key created within the window does."""
+    if cur.execute(ID_EXISTS, (job.id,)).fetchone() is not None:
+        return Enqueued(job.id, False)
+    holder = cur.execute(UNIQUE_HOLDER, (job.unique_key,)).fetchone()
+    if holder is not None:
+        if job.debounce is not None and holder[1] in ("scheduled", "available"):
+            cur.execute(DEBOUNCE, (job.args, job.kwargs, job.meta, now + max(job.debounce, 0.0), holder[0]))
+        return Enqueued(_text(holder[0]), False)
+    if job.unique_for is not None:
+        recent = cur.execute(UNIQUE_RECENT, (job.unique_key, now - job.unique_for)).fetchone()
+        if recent is not None:
+            return Enqueued(_text(recent[0]), False)
+    cur.execute(_INSERT, row)
+    return Enqueued(job.id, cur.rowcount == 1)
+
+
+def _text(value: Any) -> str:
+    # an id written by hand that isn't UTF-8 comes back as bytes under _tolerant_text
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _claim_without_returning(cur: sqlite3.Cursor, pick: str, params: tuple[Any, ...]) -> list[Any]:
