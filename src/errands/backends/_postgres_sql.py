@@ -16,7 +16,16 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 
-from ._sql import ACTIVE_SQL, JOB_COLUMNS, META_TABLE, TABLE, Migration
+from ._sql import (
+    ACTIVE_SQL,
+    JOB_COLUMNS,
+    META_TABLE,
+    SHOWN_STATE,
+    TABLE,
+    UNKNOWN_STATE_ERROR,
+    UNKNOWN_STATE_SQL,
+    Migration,
+)
 from ._sql_registry import WORKER_COLUMNS, WORKER_TABLE
 
 __all__ = ["CLAIM_UNION_MAX", "Statements", "channel_name"]
@@ -85,15 +94,6 @@ def _migrations(t: str, w: str, paused: str, slots: str, rates: str) -> tuple[Mi
             # means {}. A nullable column without a default: a catalog change, no table rewrite.
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS meta text",
         ), "job metadata"),
-    )
-
-
-class Statements:
-    """Every statement of one schema. Parameters are ``%s`` (psycopg), never spliced values."""
-
-    def __init__(self, schema: str) -> None:
-        # the schema name is checked by parse_url (letters, digits, _), so quoting it is enough
-        self.schema = schema
         Migration(3, (
             # paused queues: a claim looks each candidate's queue up here (a tiny table, one row
             # per paused queue), so a pause is exact for every process at once
@@ -111,6 +111,15 @@ class Statements:
             (f"CREATE INDEX IF NOT EXISTS errands_jobs_unique_any ON {t} (unique_key, created_at) "
              "WHERE unique_key IS NOT NULL"),
         ), "paused queues, concurrency slots, rate limits, unique_for lookups"),
+    )
+
+
+class Statements:
+    """Every statement of one schema. Parameters are ``%s`` (psycopg), never spliced values."""
+
+    def __init__(self, schema: str) -> None:
+        # the schema name is checked by parse_url (letters, digits, _), so quoting it is enough
+        self.schema = schema
         self.jobs = f'"{schema}".{TABLE}'
         self.channel = channel_name(schema)
         self.workers = f'"{schema}".{WORKER_TABLE}'
@@ -205,15 +214,6 @@ class Statements:
         return (f"WITH picked AS MATERIALIZED ({pick}), claimed AS ({self._take}) "
                 f"SELECT claimed.*, due.seconds FROM ({self._next_due}) AS due LEFT JOIN claimed ON true")
 
-    @cached_property
-    def _take(self) -> str:
-        """Move the rows of the CTE ``picked`` to running (claim and claim_ids)."""
-        return (f"UPDATE {self.jobs} AS j SET "
-                "state = 'running', attempts = j.attempts + 1, token = gen_random_uuid()::text, "
-                f"lease_until = {NOW} + %(lease)s, started_at = {NOW}, worker_id = %(worker)s, "
-                f"cancel_requested = false FROM picked WHERE j.id = picked.id RETURNING {CLAIMED}")
-
-    @cached_property
     def _unpaused(self, queue: str) -> str:
         """The queue ``queue`` (a parameter) is not paused: a one-time check of one primary key,
         made before the scan, so a paused queue's claim reads no job at all."""
@@ -228,6 +228,15 @@ class Statements:
         into a full scan and sort."""
         return f"queue <> ALL (SELECT queue FROM {self.paused})"
 
+    @cached_property
+    def _take(self) -> str:
+        """Move the rows of the CTE ``picked`` to running (claim and claim_ids)."""
+        return (f"UPDATE {self.jobs} AS j SET "
+                "state = 'running', attempts = j.attempts + 1, token = gen_random_uuid()::text, "
+                f"lease_until = {NOW} + %(lease)s, started_at = {NOW}, worker_id = %(worker)s, "
+                f"cancel_requested = false FROM picked WHERE j.id = picked.id RETURNING {CLAIMED}")
+
+    @cached_property
     def claim_ids(self) -> str:
         """Claim exactly the jobs ``%(ids)s`` that are claimable: available, or scheduled and due.
         A plain ``FOR UPDATE`` (not SKIP LOCKED): a row another transaction holds for a moment (a
@@ -403,6 +412,16 @@ class Statements:
             "(SELECT count(*) FROM reaped WHERE state = 'available'), "
             f"(SELECT count(*) FROM reaped WHERE state = 'failed'), {self._notify('ready')}"
         )
+
+    @cached_property
+    def fail_unknown(self) -> str:
+        """Rows whose state is none of JobState's end ``failed`` with an error naming it
+        (``_sql.fail_unknown_states``, in one statement), SKIP LOCKED like ``maintain``."""
+        before, after = UNKNOWN_STATE_ERROR
+        return (f"WITH odd AS MATERIALIZED (SELECT id FROM {self.jobs} WHERE {UNKNOWN_STATE_SQL} {LOCK}) "
+                f"UPDATE {self.jobs} AS j SET state = 'failed', "
+                f"error = '{before}' || quote_literal(left(j.state, {SHOWN_STATE})) || '{after}', "
+                f"finished_at = {NOW}, token = NULL, lease_until = NULL FROM odd WHERE j.id = odd.id")
 
     def probe(self, by_queue: bool) -> str:
         """For wait(): is anything claimable now, and in how many seconds is the next job due?"""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Protocol, TypeVar
 
 from ..errors import BackendUnavailable, ConfigurationError, ErrandsError
@@ -40,6 +41,8 @@ __all__ = [
     "META_TABLE",
     "SCHEMA_KEY",
     "TABLE",
+    "UNKNOWN_STATE_ERROR",
+    "UNKNOWN_STATE_SQL",
     "Cursor",
     "Migration",
     "apply_fenced",
@@ -47,16 +50,18 @@ __all__ = [
     "cancel_jobs",
     "claims_from_rows",
     "extend_claims",
+    "fail_unknown_states",
     "fold_counts",
     "insert_jobs",
     "insert_row",
+    "keyed_window",
     "purge_chunk",
     "record_from_row",
     "retry_while",
     "run_migrations",
-    "keyed_window",
     "settle_row",
     "translate_errors",
+    "unknown_state_error",
 ]
 
 _T = TypeVar("_T")
@@ -102,12 +107,6 @@ class Cursor(Protocol):
 
 
 # rows in -------------------------------------------------------------------------------------------
-def insert_row(new: NewJob, now: float) -> tuple[Any, ...]:
-    """The INSERT parameters of one job (``INSERT_COLUMNS`` order): ``run_at`` defaults to
-    now + delay (now + debounce with a debounce), and a job due by now is available at once."""
-    run_at = now + new.debounce if new.debounce is not None else new.run_at if new.run_at is not None \
-        else now + new.delay
-    state = _SCHEDULED if run_at > now else _AVAILABLE
 def keyed_window(new: NewJob) -> bool:
     """Whether a job's unique key comes with ``unique_for`` or ``debounce``: such a job is
     enqueued on its own (its key locked, its holder looked up whatever its state), not in the
@@ -115,6 +114,12 @@ def keyed_window(new: NewJob) -> bool:
     return new.unique_key is not None and (new.unique_for is not None or new.debounce is not None)
 
 
+def insert_row(new: NewJob, now: float) -> tuple[Any, ...]:
+    """The INSERT parameters of one job (``INSERT_COLUMNS`` order): ``run_at`` defaults to
+    now + delay (now + debounce with a debounce), and a job due by now is available at once."""
+    run_at = now + new.debounce if new.debounce is not None else new.run_at if new.run_at is not None \
+        else now + new.delay
+    state = _SCHEDULED if run_at > now else _AVAILABLE
     return (new.id, new.name, new.queue, new.args, new.kwargs, state, new.max_attempts, new.priority,
             run_at, now, new.unique_key, new.timeout, new.meta)
 
@@ -324,6 +329,47 @@ def cancel_jobs(cursor: Cursor, job_ids: Sequence[str], now: float,
         else:
             results[job_id] = CancelResult.FINISHED
     return results
+
+
+def _unknown_state_sql() -> str:
+    known = sorted(state.value for state in JobState)  # ASCII: the order of every binary collation
+    gaps = [f"state < '{known[0]}'", *(f"(state > '{a}' AND state < '{b}')" for a, b in pairwise(known)),
+            f"state > '{known[-1]}'"]
+    return f"({' OR '.join(gaps)})"
+
+
+# A state none of JobState's (a hand edit, another program, a bad migration), spelled as the gaps
+# between the known ones: a few empty ranges of the (state, id) index every SQL schema has, where
+# NOT IN would read the whole index on every maintain(). Built from JobState, so a new state
+# there is known here too.
+UNKNOWN_STATE_SQL = _unknown_state_sql()
+SHOWN_STATE = 200  # characters of a bad state quoted in the error
+# the error around the quoted state: constant text without quotes, so a dialect may splice it
+UNKNOWN_STATE_ERROR = ("corrupt job record: unknown state ",
+                       f" (known: {', '.join(state.value for state in JobState)})")
+
+
+def fail_unknown_states(cursor: Cursor, now: Callable[[], float], limit: int, *, placeholder: str = "?",
+                        table: str = TABLE, lock: str = "") -> int:
+    """Move up to ``limit`` rows whose state is unknown to ``failed`` with an error naming the
+    state; return how many. Nothing else ever touches such a row (no claim, reap or purge reads
+    it), so without this it would sit forever, neither done nor failed. The caller holds a write
+    transaction; ``lock`` (``FOR UPDATE SKIP LOCKED``) keeps concurrent callers off one row;
+    ``now`` is called only when there is something to fail."""
+    p = placeholder
+    cursor.execute(f"SELECT id, state FROM {table} WHERE {UNKNOWN_STATE_SQL} LIMIT {p}{lock}", (limit,))
+    rows = cursor.fetchall()
+    if rows:
+        finished_at = now()
+        cursor.executemany(f"UPDATE {table} SET state = 'failed', error = {p}, finished_at = {p}, token = NULL, "
+                           f"lease_until = NULL WHERE id = {p}",
+                           [(unknown_state_error(state), finished_at, job_id) for job_id, state in rows])
+    return len(rows)
+
+
+def unknown_state_error(state: object) -> str:
+    shown = repr(state[:SHOWN_STATE] if isinstance(state, (str, bytes)) else state)
+    return shown.join(UNKNOWN_STATE_ERROR)
 
 
 def purge_chunk(cursor: Cursor, state: JobState, older_than: float, *, after: str, limit: int,

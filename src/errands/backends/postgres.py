@@ -531,8 +531,13 @@ class PostgresBackend(Backend):
 
     def maintain(self, limit: int = 1000) -> Maintenance:
         limit = max(limit, 0)
-        row = self._run(lambda conn: _row(conn, self.sql.maintain, {"limit": limit}))
-        done = Maintenance(int(row[0]), int(row[1]), int(row[2]))
+
+        def run(conn: Connection) -> tuple[tuple[Any, ...], int]:
+            return (_row(conn, self.sql.maintain, {"limit": limit}),
+                    conn.execute(self.sql.fail_unknown, {"limit": limit}).rowcount)
+
+        row, unknown = self._run(run)
+        done = Maintenance(int(row[0]), int(row[1]), int(row[2]) + unknown)
         if done.promoted or done.requeued:
             self.notify()
         return done
@@ -621,11 +626,6 @@ class PostgresBackend(Backend):
                 return removed
             after = last
 
-
-    # worker registry and throughput (the dashboard, errands stats) -------------------------------
-    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
-        params = worker_params(info, 0.0, float(ttl))  # times as offsets from the server's clock
-        self._run(lambda conn: conn.execute(self.sql.register_worker, params))
     # queue control and workflows -----------------------------------------------------------------
     def set_paused(self, queues: Sequence[str], paused: bool) -> None:
         names = list(dict.fromkeys(q for q in queues if "\x00" not in q))  # no job is in a NUL queue
@@ -727,6 +727,11 @@ class PostgresBackend(Backend):
             self._run(lambda conn: conn.execute(self.sql.purge_limits))
         except BackendUnavailable as exc:
             log.debug("sweeping lapsed slots and rates failed: %s", exc)
+
+    # worker registry and throughput (the dashboard, errands stats) -------------------------------
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        params = worker_params(info, 0.0, float(ttl))  # times as offsets from the server's clock
+        self._run(lambda conn: conn.execute(self.sql.register_worker, params))
 
     def remove_worker(self, worker_id: str) -> None:
         self._run(lambda conn: conn.execute(self.sql.remove_worker, (worker_id,)))
