@@ -235,9 +235,9 @@ FOOTER = """## What these runs say about the README's promises
   does) still agrees with the others.
 * **Decode defensively**: every corrupt record that reaches a worker fails alone with its error;
   a payload far above `max_payload_bytes` written into the store is refused by the worker (fixed
-  with this suite). A row given an unknown state (`zombie`) is left alone on the SQL backends
-  (never claimed, shown as is) but failed on Redis: consistent in losing nothing, not yet in the
-  end state FAULTS.md asks for.
+  with this suite). A row given a state errands doesn't know (`zombie`) ends `failed` on every
+  backend, with an error naming the state: on the SQL backends at the next maintenance, on
+  Redis when a claim, promotion or lease reclaim meets it in its set.
 """
 
 if __name__ == "__main__":

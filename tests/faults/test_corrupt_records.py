@@ -4,9 +4,10 @@ object, ``kwargs`` a list, no name, no args, a handler nobody registered, a pick
 ``__reduce__`` would run a command, a payload far above ``max_payload_bytes``, an unknown state,
 ``attempts = -1``, ``run_at = 'yesterday'``. A real worker process runs among 200 good jobs.
 
-Each corrupt job ends ``failed`` with a clear error, or (the metadata cases) runs as the job it
-still is; the worker never crashes or loops, reading the records back never raises, nothing is
-unpickled, and every good job succeeds. A case the store's own schema refuses can't happen
+Each corrupt job ends ``failed`` with a clear error (a state errands doesn't know: at the next
+maintenance, with an error naming it), or (the metadata cases) runs as the job it still is; the
+worker never crashes or loops, reading the records back never raises, nothing is unpickled, and
+every good job succeeds. A case the store's own schema refuses can't happen
 there and is counted as such."""
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def cases(marker: Path) -> dict[str, tuple[str, object, tuple[str, ...]]]:
         "unknown handler": ("name", "ghost_handler", failed),
         "pickle": ("args", pickle.dumps(Exploit(str(marker))), failed),
         "huge payload": ("args", '["' + "x" * HUGE + '"]', failed),
-        "unknown state": ("state", "zombie", ("failed", "zombie")),
+        "unknown state": ("state", "zombie", failed),
         "attempts -1": ("attempts", -1, ("failed", "succeeded")),
         "run_at junk": ("run_at", "yesterday", ("failed", "succeeded")),
     }
@@ -85,9 +86,11 @@ def test_corrupt_records_fail_alone(target: Target, tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         ends_seen = {what: str(jobs[i].state) for i, (what, _) in planted.items()}
+        # the verdict was taken when the good jobs were done; a corrupt one may have ended since
+        stuck = [i for i in verdict.stuck if str(jobs[i].state) not in ("succeeded", "failed", "cancelled")]
         record(Figures(
             "corrupt records", target.backend, jobs=good + len(planted), faults=len(planted), lost=len(verdict.lost),
-            stuck=len(verdict.stuck) - sum(1 for s in ends_seen.values() if s == "zombie"), duplicates=0,
+            stuck=len(stuck), duplicates=0,
             seconds=round(time.monotonic() - started, 1),
             note="; ".join(f"{w}: {s}" for w, s in ends_seen.items()) + (f"; refused by the schema: {', '.join(refused)}"
                                                                         if refused else ""),
@@ -100,8 +103,10 @@ def test_corrupt_records_fail_alone(target: Target, tmp_path: Path) -> None:
         for job_id, (what, _) in planted.items():
             if jobs[job_id].state == "failed":
                 assert jobs[job_id].error, f"{what}: failed without saying why"
+        zombie = next(i for i, (what, _) in planted.items() if what == "unknown state")
+        assert "unknown state 'zombie'" in str(jobs[zombie].error), jobs[zombie].error
         assert not verdict.lost, verdict.lost
-        assert all(jobs[i].state == "zombie" for i in verdict.stuck if i in planted), verdict.stuck
+        assert not stuck, stuck
     finally:
         fleet.close()
         client.close()

@@ -59,7 +59,7 @@ def _migrations(t: str, w: str, paused: str, slots: str, rates: str) -> tuple[Mi
         Migration(1, (
             # COLLATE "C" on the keys: byte order (ids sort as the memory backend sorts them) and
             # the cheapest comparisons. No CHECK on state: a row written by hand with an odd
-            # state is left alone, never claimed. args/kwargs/result are the codec's JSON text.
+            # state is never claimed; maintain() fails it. args/kwargs/result are the codec's JSON text.
             f"""CREATE TABLE {t} (
                 id text COLLATE "C" PRIMARY KEY, name text COLLATE "C" NOT NULL,
                 queue text COLLATE "C" NOT NULL, state text COLLATE "C" NOT NULL,

@@ -32,7 +32,7 @@ META_DDL = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY NOT 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, (
         # Times are REAL epoch seconds; args/kwargs/result/error are JSON or text. No CHECK on
-        # state: a row written by hand with an odd state is left alone, never claimed.
+        # state: a row written by hand with an odd state is never claimed; maintain() fails it.
         f"""CREATE TABLE {TABLE} (
             id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
             args TEXT NOT NULL, kwargs TEXT NOT NULL, state TEXT NOT NULL,

@@ -53,6 +53,7 @@ from ._sql import (
     build_list_query,
     cancel_jobs,
     claims_from_rows,
+    fail_unknown_states,
     fold_counts,
     insert_jobs,
     insert_row,
@@ -361,8 +362,9 @@ class MysqlBackend(Backend):
                 else:
                     (failed if attempts >= max_attempts else requeue).append(job_id)
             _apply(cur, q.REAP_CANCELLED, cancelled, now)
+            unknown = fail_unknown_states(cur, lambda: now, limit, placeholder="%s", lock=" FOR UPDATE SKIP LOCKED")
             return Maintenance(_apply(cur, q.PROMOTE, due), _apply(cur, q.REAP_REQUEUE, requeue, now),
-                               _apply(cur, q.REAP_FAILED, failed, now))
+                               _apply(cur, q.REAP_FAILED, failed, now) + unknown)
 
         done = self._sessions.run(run)
         if done.promoted or done.requeued:

@@ -46,6 +46,7 @@ from ._sql import (
     cancel_jobs,
     claims_from_rows,
     extend_claims,
+    fail_unknown_states,
     fold_counts,
     insert_jobs,
     insert_row,
@@ -522,6 +523,7 @@ class SqliteBackend(Backend):
             cur.execute(_REAP_CANCELLED, (now, limit))
             failed = cur.execute(_REAP_FAILED, (now, limit)).rowcount
             requeued = cur.execute(_REAP_REQUEUE, (now, limit - failed)).rowcount if failed < limit else 0
+            failed += fail_unknown_states(cur, lambda: now, limit)
             return Maintenance(promoted, requeued, failed)
 
         done = self._write(maintain)

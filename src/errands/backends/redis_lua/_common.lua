@@ -158,6 +158,13 @@ local function corrupt(base, key, id, from, what)
   finish(base, key, id, from, 'failed', 'corrupt job record: ' .. what)
 end
 
+-- Why a record's state doesn't belong in the `set` that indexes it; a state errands never writes
+-- is called unknown, as the SQL backends' maintain() calls it.
+local function misplaced(state, set)
+  if not state then return 'no state in the ' .. set .. ' set' end
+  return (STATES[state] and '' or 'unknown ') .. "state '" .. state .. "' in the " .. set .. ' set'
+end
+
 -- Moves up to `limit` due scheduled jobs of one queue to available (claim and maintain both do).
 -- Returns moved, skipped (index entries whose record is gone), broken (records failed as corrupt).
 local function promote_due(base, limit)
@@ -170,7 +177,7 @@ local function promote_due(base, limit)
       unindex(base, id, 'scheduled')
       skipped = skipped + 1
     elseif f[1] ~= 'scheduled' then
-      corrupt(base, key, id, 'scheduled', "state '" .. tostring(f[1]) .. "' in the scheduled set")
+      corrupt(base, key, id, 'scheduled', misplaced(f[1], 'scheduled'))
       broken = broken + 1
     else
       make_available(base, key, id, 'scheduled', f[2], tonumber(f[3]) or NOW)

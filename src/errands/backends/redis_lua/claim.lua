@@ -29,7 +29,7 @@ local function take(qi, id)
   end
   local bad = nil
   if f[1] ~= 'available' then
-    bad = "state '" .. tostring(f[1]) .. "' in the available set"
+    bad = misplaced(f[1], 'available')
   elseif not whole(f[2], 0) then
     bad = "attempts '" .. tostring(f[2]) .. "'"
   elseif not whole(f[3], 1) then

@@ -32,7 +32,7 @@ for _, qi in ipairs(good) do
       unindex(base, id, 'running')
       skipped = skipped + 1
     elseif f[1] ~= 'running' then
-      corrupt(base, key, id, 'running', "state '" .. tostring(f[1]) .. "' in the running set")
+      corrupt(base, key, id, 'running', misplaced(f[1], 'running'))
     else
       local attempts, most = tonumber(f[2]) or 0, tonumber(f[3]) or 0
       local err = 'worker lost while running (attempt ' .. attempts .. '/' .. most .. ')'
