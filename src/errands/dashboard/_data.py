@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .. import _report
 from .._states import JobState
+from ..config import check_queue_name
 from ..errors import ConfigurationError, NotSupported
 
 if TYPE_CHECKING:
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
     from ..jobs import JobInfo
 
 __all__ = [
-    "CHART_MINUTES", "FINISHED", "STATES", "Filters", "chart", "job_json", "job_view", "overview", "periodics",
-    "pretty", "retry_all_failed", "throughput", "when", "worker_json", "workers",
+    "CHART_MINUTES", "FINISHED", "STATES", "Filters", "chart", "job_detail", "job_json", "job_view", "limits",
+    "overview", "periodics", "pretty", "queues", "retry_all_failed", "throughput", "valid_queue", "when",
+    "worker_json", "workers",
 ]
 
 STATES = tuple(state.value for state in JobState)
@@ -82,6 +85,61 @@ def job_view(info: JobInfo) -> dict[str, Any]:
         waited=_seconds(info.created_at, info.started_at),
     )
     return data
+
+
+def job_detail(app: Errands, info: JobInfo) -> dict[str, Any]:
+    """The job page: the job, how it ended when its state does not say, and its workflow."""
+    data = job_view(info)
+    flow = _report.workflow(app, info)
+    data["outcome"] = _report.outcome(info)
+    data["workflow"] = None if flow is None else {
+        **flow.as_dict(), "states": flow.states, "shown": _report.MAX_LINKED,
+        "policy": {"fail": "fails if one of them fails", "run": "runs whatever they end as"}.get(
+            flow.on_failure or "", ""),
+    }
+    return data
+
+
+def valid_queue(queue: object) -> bool:
+    """Whether ``queue`` is a queue name one could pause (a record may hold any text)."""
+    try:
+        check_queue_name(queue)
+    except ConfigurationError:
+        return False
+    return True
+
+
+def queues(app: Errands) -> dict[str, Any]:
+    """Every queue with jobs or paused: its counts, whether it is paused, its declared limits.
+    ``paused`` is None when the backend can't pause queues."""
+    by_queue = _by_queue(app)
+    paused = _report.paused(app)
+    names = sorted({*by_queue, *(paused or ())}, key=str)
+    rows = []
+    for queue in names:
+        counts = {s: int(by_queue.get(queue, {}).get(s, 0)) for s in STATES}
+        limits = app.queue_limits.get(queue)
+        rows.append({
+            "name": queue, "counts": counts, "total": sum(counts.values()),
+            "paused": paused is not None and queue in paused, "controllable": valid_queue(queue),
+            "concurrency": limits.concurrency if limits is not None else None,
+            "rate_limit": _report.rate_text(limits.rate) if limits is not None else None,
+        })
+    return {"queues": rows, "paused": None if paused is None else sorted(paused)}
+
+
+def limits(app: Errands) -> dict[str, Any]:
+    """Declared limits with the jobs holding them now (``usage_supported`` False: the backend
+    can't enforce global limits)."""
+    rows, usage_known = _report.limit_rows(app)
+    return {"limits": [row.as_dict() for row in rows], "usage_supported": usage_known}
+
+
+def _by_queue(app: Errands) -> dict[str, Any]:
+    try:
+        return dict(app.stats(by_queue=True))
+    except NotSupported:
+        return {"(all queues)": app.stats()}
 
 
 @dataclass(frozen=True)
@@ -185,10 +243,7 @@ def periodics(app: Errands) -> list[dict[str, Any]]:
 
 
 def overview(app: Errands) -> dict[str, Any]:
-    try:
-        by_queue: dict[str, Any] = dict(app.stats(by_queue=True))
-    except NotSupported:
-        by_queue = {"(all queues)": app.stats()}
+    by_queue = _by_queue(app)
     totals = dict.fromkeys(STATES, 0)
     for counts in by_queue.values():
         for state in STATES:
@@ -197,6 +252,7 @@ def overview(app: Errands) -> dict[str, Any]:
     return {
         "queues": {queue: {s: int(by_queue[queue].get(s, 0)) for s in STATES} for queue in sorted(by_queue, key=str)},
         "totals": totals, "workers": None if alive is None else len(alive), "throughput": throughput(app),
+        "paused": sorted(_report.paused(app) or ()),
     }
 
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..errors import NotSupported
 from . import _data
 from .security import require_csrf
 from .views import parse_age
@@ -31,13 +32,20 @@ ROUTES: list[tuple[str, str, str, str]] = [
      "jobs finished per minute: [{start, succeeded, failed}], oldest first"),
     ("GET", "/api/jobs", "state, queue, name, before (a job id: older than it), limit (1-500, default 50)",
      "jobs newest first: {jobs: [job], next_before: id | null}"),
-    ("GET", "/api/jobs/{id}", "", "one job: args, kwargs, result, error with traceback, attempts, timings"),
+    ("GET", "/api/jobs/{id}", "",
+     "one job: args, kwargs, result, error with traceback, attempts, timings, outcome, workflow (links, progress)"),
     ("POST", "/api/jobs/{id}/retry", "", "failed or cancelled -> available: {retried: bool}"),
     ("POST", "/api/jobs/{id}/cancel", "",
      "{result: cancelled | requested (running: asked to stop) | finished | not_found}"),
     ("POST", "/api/actions/retry-failed", "body {queue?}", "every failed job (of queue) -> available: {retried: n}"),
     ("POST", "/api/actions/purge", "body {state: succeeded|failed|cancelled, older_than?: '7d', confirm: true}",
      "delete finished jobs: {purged: n}"),
+    ("GET", "/api/queues", "", ("queues: {queues: [{name, counts, total, paused, concurrency, rate_limit}], "
+     "paused: [queue] | null (null: the backend can't pause)}")),
+    ("POST", "/api/queues/pause", "body {queues: [queue]}", "workers start none of their jobs: {paused: [queue]}"),
+    ("POST", "/api/queues/resume", "body {queues: [queue]}", "workers start their jobs again: {resumed: [queue]}"),
+    ("GET", "/api/limits", "", ("declared limits with live usage: {limits: [{scope, target, key, concurrency, "
+     "rate_limit, partitioned, declared, running, partitions}], usage_supported: bool}")),
     ("GET", "/api/workers", "", "live workers: [{id, host, pid, queues, concurrency, running, processed, ...}]"),
     ("GET", "/api/periodic", "", "periodic jobs of this app: [{name, queue, schedule, next_run}]"),
     ("GET", "/metrics", "", "Prometheus exposition (the token, or the scrape token)"),
@@ -95,10 +103,15 @@ async def jobs(request: Request) -> Response:
 
 async def job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    info = await run_in_threadpool(request.app.state.errands.app.get_job, job_id) if len(job_id) <= 64 else None
+    app = request.app.state.errands.app
+    info = await run_in_threadpool(app.get_job, job_id) if len(job_id) <= 64 else None
     if info is None:
         raise HTTPException(404, "no job with this id")
-    return _json(_data.job_json(info))
+    detail = await run_in_threadpool(_data.job_detail, app, info)
+    workflow = detail["workflow"]
+    return _json({**_data.job_json(info), "outcome": detail["outcome"],
+                  "workflow": None if workflow is None else {k: workflow[k] for k in (
+                      "id", "after", "then", "on_failure", "feed", "progress")}})
 
 
 async def retry(request: Request) -> Response:
@@ -134,6 +147,36 @@ async def purge(request: Request) -> Response:
     return _json({"purged": removed})
 
 
+async def queues(request: Request) -> Response:
+    return _json(await run_in_threadpool(_data.queues, request.app.state.errands.app))
+
+
+async def limits(request: Request) -> Response:
+    return _json(await run_in_threadpool(_data.limits, request.app.state.errands.app))
+
+
+async def pause_queues(request: Request) -> Response:
+    return await _queue_control(request, pause=True)
+
+
+async def resume_queues(request: Request) -> Response:
+    return await _queue_control(request, pause=False)
+
+
+async def _queue_control(request: Request, *, pause: bool) -> Response:
+    body = await _body(request)
+    names = body.get("queues")
+    if (not isinstance(names, list) or not names or len(names) > 1000
+            or not all(isinstance(q, str) and _data.valid_queue(q) for q in names)):
+        raise HTTPException(400, "queues must be a list of queue names (1-100 of A-Z a-z 0-9 _ . : -)")
+    app = request.app.state.errands.app
+    try:
+        await run_in_threadpool(app.pause_queue if pause else app.resume_queue, *names)
+    except NotSupported:
+        raise HTTPException(501, "this backend can't pause queues") from None
+    return _json({"paused" if pause else "resumed": names})
+
+
 async def workers(request: Request) -> Response:
     alive = await run_in_threadpool(_data.workers, request.app.state.errands.app)
     if alive is None:
@@ -156,6 +199,10 @@ def routes() -> list[BaseRoute]:
         Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/api/actions/retry-failed", retry_failed, methods=["POST"]),
         Route("/api/actions/purge", purge, methods=["POST"]),
+        Route("/api/queues", queues, methods=["GET"]),
+        Route("/api/queues/pause", pause_queues, methods=["POST"]),
+        Route("/api/queues/resume", resume_queues, methods=["POST"]),
+        Route("/api/limits", limits, methods=["GET"]),
         Route("/api/workers", workers, methods=["GET"]),
         Route("/api/periodic", periodic, methods=["GET"]),
     ]

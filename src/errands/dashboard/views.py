@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..errors import NotSupported
 from . import _data
 from .security import (
     LOGIN_STYLE,
@@ -38,6 +39,9 @@ FLASH = {
     "cancel-finished": "The job had already finished: nothing to cancel.",
     "retried-all": "{n} failed job(s) are available again.",
     "purged": "{n} job(s) deleted.",
+    "paused": "The queue is paused: workers start none of its jobs; running ones finish.",
+    "resumed": "The queue is resumed: workers start its jobs again.",
+    "pause-unsupported": "This backend can't pause queues.",
 }
 _AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -116,7 +120,18 @@ async def job(request: Request) -> Response:
     info = await run_in_threadpool(app.get_job, job_id) if 0 < len(job_id) <= 64 else None
     if info is None:
         raise HTTPException(404, "no job with this id (it may have been purged)")
-    return render(request, "job.html", {"page": "jobs", "job": _data.job_view(info)})
+    return render(request, "job.html", {"page": "jobs", "job": await run_in_threadpool(_data.job_detail, app, info)})
+
+
+async def queues(request: Request) -> Response:
+    data = await run_in_threadpool(_data.queues, request.app.state.errands.app)
+    return render(request, "queues.html", {"page": "queues", **data})
+
+
+async def limits(request: Request) -> Response:
+    app = request.app.state.errands.app
+    data = await run_in_threadpool(_data.limits, app)
+    return render(request, "limits.html", {"page": "limits", **data, "has_handlers": bool(app.registry)})
 
 
 async def periodic(request: Request) -> Response:
@@ -149,6 +164,28 @@ async def cancel(request: Request) -> Response:
         raise HTTPException(404, "no job with this id")
     done = {"cancelled": "cancelled", "requested": "cancel-requested"}.get(result, "cancel-finished")
     return _back(request, f"/jobs/{quote(job_id, safe='')}", done)
+
+
+async def pause_queue(request: Request) -> Response:
+    return await _queue_control(request, pause=True)
+
+
+async def resume_queue(request: Request) -> Response:
+    return await _queue_control(request, pause=False)
+
+
+async def _queue_control(request: Request, *, pause: bool) -> Response:
+    form = await request.form()
+    await require_csrf(request, form)
+    queue = str(form.get("queue") or "")
+    if not _data.valid_queue(queue):
+        raise HTTPException(400, "not a queue name: 1-100 of A-Z a-z 0-9 _ . : -")
+    app = request.app.state.errands.app
+    try:
+        await run_in_threadpool(app.pause_queue if pause else app.resume_queue, queue)
+    except NotSupported:
+        return _back(request, "/queues", "pause-unsupported")
+    return _back(request, "/queues", "paused" if pause else "resumed")
 
 
 async def retry_failed(request: Request) -> Response:
@@ -229,6 +266,10 @@ def routes() -> list[BaseRoute]:
         Route("/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/actions/retry-failed", retry_failed, methods=["POST"]),
         Route("/actions/purge", purge, methods=["POST"]),
+        Route("/queues", queues, methods=["GET"], name="queues"),
+        Route("/queues/pause", pause_queue, methods=["POST"]),
+        Route("/queues/resume", resume_queue, methods=["POST"]),
+        Route("/limits", limits, methods=["GET"], name="limits"),
         Route("/periodic", periodic, methods=["GET"], name="periodic"),
         Route("/workers", workers, methods=["GET"], name="workers"),
         Route("/login", login, methods=["GET", "POST"], name="login"),
