@@ -211,9 +211,11 @@ class Errands(Admin):
         return self._enqueue(self.handler(name), [(args, kwargs)])[0]
 
     def perform_in(self, delay: float | timedelta, name: str, /, *args: Any, **kwargs: Any) -> JobHandle:
+        """Enqueue the job registered under ``name`` to run ``delay`` (seconds or a timedelta) from now."""
         return self._enqueue(self.handler(name), [(args, kwargs)], delay=delay)[0]
 
     def perform_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> JobHandle:
+        """Enqueue the job registered under ``name`` to run at ``when`` (an aware datetime)."""
         return self._enqueue(self.handler(name), [(args, kwargs)], at=when)[0]
 
     def _enqueue(
