@@ -9,7 +9,8 @@ import pytest
 
 from .conftest import Project
 
-COMMANDS = ["demo", "worker", "enqueue", "jobs", "show", "stats", "retry", "cancel", "purge", "dashboard", "migrate"]
+COMMANDS = ["demo", "worker", "enqueue", "jobs", "show", "stats", "retry", "cancel", "purge", "dashboard", "migrate",
+            "pause", "resume", "limits"]
 
 
 def test_python_m_errands_help_lists_every_command(project: Project) -> None:

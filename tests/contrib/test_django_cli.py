@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,7 @@ pytest.importorskip("django")
 from errands import JobState
 from errands.backends._sql import TABLE
 from errands.contrib.django import _compat, get_app
+from errands.contrib.django.management.commands.errands import COMMANDS
 
 from .conftest import DjangoProject
 
@@ -90,6 +92,9 @@ def test_help_and_mistakes_are_one_clear_message(django_project: DjangoProject, 
     helped = manage(django_project, src_path)
     assert helped.returncode == 0
     assert "worker" in helped.stdout and "--backend ALIAS" in helped.stdout
+    listed = re.findall(r"^  ([a-z]+) +[A-Z]", helped.stdout.split("Commands:", 1)[1], re.MULTILINE)
+    assert listed == list(COMMANDS)  # the help lists every command it runs, and only those
+    assert "--by-queue" not in helped.stdout  # stats has no such option
     worker_help = manage(django_project, src_path, "worker", "--help")
     assert worker_help.returncode == 0 and "--concurrency" in worker_help.stdout
 

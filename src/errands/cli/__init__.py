@@ -208,8 +208,11 @@ from .demo import demo
 from .enqueue import enqueue
 from .jobs import cancel, jobs, purge, retry, show
 from .migrate import migrate
+from .queues import limits, pause, resume
 from .stats import stats
 from .worker import worker
 
-for _command in (demo, worker, enqueue, jobs, show, stats, retry, cancel, purge, dashboard, migrate):
+# DESIGN §3's commands in its order, then the ones added since
+for _command in (demo, worker, enqueue, jobs, show, stats, retry, cancel, purge, dashboard, migrate,
+                 pause, resume, limits):
     main.add_command(_command)

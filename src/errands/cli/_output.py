@@ -30,12 +30,13 @@ from rich.text import Text
 from .._states import JobState
 
 if TYPE_CHECKING:
+    from .._report import LimitRow, WorkflowView
     from ..backends.base import WorkerInfo
     from ..jobs import JobInfo
 
 __all__ = [
     "STATES", "demo_progress", "demo_summary", "error", "job_detail", "job_id", "job_json", "jobs_table",
-    "json_out", "note", "schema_state", "setup_logging", "show", "stats_table", "success", "watch",
+    "json_out", "limits_table", "note", "schema_state", "setup_logging", "show", "stats_table", "success", "watch",
     "worker_banner", "workers_table",
 ]
 
@@ -165,12 +166,17 @@ def _note(job: JobInfo, now: datetime) -> str:
     return ""
 
 
-def job_detail(job: JobInfo) -> None:
+def job_detail(job: JobInfo, *, outcome: str | None = None, workflow: WorkflowView | None = None) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for label, value in _detail_rows(job):
         grid.add_row(label, value)
+    if outcome is not None:
+        grid.add_row("outcome", Text(outcome, style="yellow"))
+    if workflow is not None:
+        for label, value in _workflow_rows(workflow):
+            grid.add_row(label, value)
     parts: list[RenderableType] = [grid]
     if job.error:
         parts.append(Panel(Text(job.error), title="error (last attempt)", title_align="left", expand=False,
@@ -197,9 +203,50 @@ def _detail_rows(job: JobInfo) -> Iterator[tuple[str, RenderableType]]:
         yield "cancel", Text("requested", style="yellow")
 
 
+def _workflow_rows(flow: WorkflowView) -> Iterator[tuple[str, RenderableType]]:
+    yield "workflow", Text(flow.workflow_id or "-")
+    if flow.progress is not None:
+        p = flow.progress
+        done = f"{p.finished} of {p.total} finished"
+        detail = ", ".join(f"{n} {label}" for label, n in (
+            ("succeeded", p.succeeded), ("failed", p.failed), ("cancelled", p.cancelled),
+            ("running", p.running), ("waiting", p.waiting), ("missing", p.missing)) if n)
+        policy = {"fail": "fails if one of them fails", "run": "runs whatever they end as"}.get(
+            flow.on_failure or "", "")
+        yield "progress", Text.assemble((_bar(p.finished, p.total), "green"), f" {done}",
+                                        f" ({detail})" if detail else "", f"; {policy}" if policy else "")
+        yield "waits on", _linked(flow.after, flow.states)
+    if flow.then:
+        yield "wakes", _linked(flow.then, flow.states)
+
+
+def _bar(part: int, total: int, width: int = 20) -> str:
+    filled = round(width * part / total) if total else width
+    return "█" * filled + "░" * (width - filled)
+
+
+def _linked(ids: Sequence[str], states: Mapping[str, str], shown: int = 10) -> Text:
+    """Job ids with their states, a few per line; the rest counted."""
+    text = Text()
+    for index, job in enumerate(ids[:shown]):
+        if index:
+            text.append("\n")
+        text.append(job)
+        state = states.get(job)
+        text.append(" ")
+        text.append(state or "missing", style=STATE_STYLES.get(state or "", "dim"))
+    if len(ids) > shown:
+        text.append(f"\n… and {len(ids) - shown:,} more (errands show --json lists them)", style="dim")
+    return text
+
+
 # stats -------------------------------------------------------------------------------------------
-def stats_table(by_queue: Mapping[str, Mapping[str, int]], *, caption: str | None = None) -> Table:
-    """States across, queues down, with a total row."""
+def stats_table(by_queue: Mapping[str, Mapping[str, int]], *, caption: str | None = None,
+                paused: frozenset[str] | None = None) -> Table:
+    """States across, queues down, with a total row. A paused queue says so beside its name,
+    and shows up even with no jobs."""
+    paused = paused or frozenset()
+    by_queue = {**{queue: {} for queue in paused}, **by_queue}
     # collapsed padding: nine columns fit an 80-column terminal without cutting a header
     table = Table(header_style="bold", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
                   collapse_padding=True, pad_edge=False)
@@ -210,7 +257,10 @@ def stats_table(by_queue: Mapping[str, Mapping[str, int]], *, caption: str | Non
     totals = dict.fromkeys(STATES, 0)
     for queue in sorted(by_queue):
         counts = by_queue[queue]
-        table.add_row(Text(queue), *(f"{counts.get(s, 0):,}" for s in STATES), f"{sum(counts.values()):,}")
+        label = Text(queue)
+        if queue in paused:
+            label.append(" (paused)", style="bold yellow")
+        table.add_row(label, *(f"{counts.get(s, 0):,}" for s in STATES), f"{sum(counts.values()):,}")
         for state in STATES:
             totals[state] += counts.get(state, 0)
     table.add_section()
@@ -236,6 +286,36 @@ def workers_table(workers: Sequence[WorkerInfo] | None) -> None:
         seen = datetime.fromtimestamp(w.last_seen, timezone.utc) if w.last_seen else None
         table.add_row(Text(w.id), Text(", ".join(w.queues) or "*"), str(w.concurrency), str(len(w.running)),
                       f"{w.processed:,}", _ago(seen, now))
+    out.print(table)
+
+
+def limits_table(rows: Sequence[LimitRow], usage_known: bool) -> None:
+    """Declared limits and the jobs holding their slots now, or why there are none."""
+    if not usage_known:
+        note("limits: this backend does not support global limits (usage not supported)")
+    if not rows:
+        note("limits: none declared" + (" (with --url only limits in use show; give APP for the rest)"
+                                         if usage_known else ""))
+        return
+    table = Table(title="limits", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
+    for header in ("LIMIT", "CONCURRENCY", "RATE", "RUNNING"):
+        table.add_column(header, no_wrap=header != "LIMIT", justify="left" if header == "LIMIT" else "right")
+    for row in rows:
+        label = Text(row.key)
+        if row.partitioned:
+            label.append(" (per limit_key)", style="dim")
+        if not row.declared:
+            label.append(" (in use, not declared by this app)", style="dim")
+        running = "-" if row.running is None else f"{row.running:,}"
+        if row.partitions:
+            busiest = sorted(row.partitions.items(), key=lambda item: -item[1])[:3]
+            running += " (" + ", ".join(f"{k}: {n}" for k, n in busiest) + (", …" if len(row.partitions) > 3
+                                                                             else "") + ")"
+        each = " each" if row.partitioned else ""  # a partitioned limit holds per partition
+        table.add_row(label, "-" if row.concurrency is None else f"{row.concurrency:,}{each}",
+                      f"{row.rate}{each}" if row.rate else "-",
+                      Text(running))
     out.print(table)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .. import _report
 from .._states import TERMINAL_STATES, JobState
 from ..app import Errands
 from . import CliError, Duration, _output, app_command
@@ -35,14 +36,17 @@ def jobs(app: Errands, state: str | None, queue: str | None, name: str | None, l
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def show(app: Errands, job_id: str, as_json: bool) -> None:
-    """Show one job: every field and the last error's traceback."""
+    """Show one job: every field and the last error's traceback; for a workflow step, what it
+    waits on (with their progress) and what it wakes."""
     info = app.get_job(job_id)
     if info is None:
         raise CliError(f"no job with id {job_id!r}")
+    flow = _report.workflow(app, info)
     if as_json:
-        _output.json_out(_output.job_json(info))
+        _output.json_out({**_output.job_json(info), "outcome": _report.outcome(info),
+                          "workflow": None if flow is None else flow.as_dict()})
     else:
-        _output.job_detail(info)
+        _output.job_detail(info, outcome=_report.outcome(info), workflow=flow)
 
 
 @app_command(handlers=False, name="retry")
@@ -89,14 +93,16 @@ def cancel(app: Errands, job_id: str) -> None:
     if result == "cancelled":
         _output.success(f"job {job_id} cancelled")
     elif result == "requested":
-        _output.success(f"job {job_id} is running: its worker is asked to stop it (at its next heartbeat)")
+        _output.success(f"job {job_id} is running: its handler is asked to stop (at its worker's next "
+                        "heartbeat; `errands show` tells how it ended)")
     elif result == "not_found":
         raise CliError(f"no job with id {job_id!r}")
     else:
         info = app.get_job(job_id)
         state = info.state if info is not None else "finished"
-        if state == JobState.CANCELLED:
-            _output.note(f"job {job_id} was already cancelled")  # cancelling twice is not an error
+        if info is not None and state == JobState.CANCELLED:
+            how = " while running" if (info.error or "").startswith(_report.CANCELLED_RUNNING) else ""
+            _output.note(f"job {job_id} was already cancelled{how}")  # cancelling twice is not an error
             return
         raise CliError(f"job {job_id} already {state}: nothing to cancel")
 

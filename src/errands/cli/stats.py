@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import _report
 from ..app import Errands
 from ..errors import NotSupported
 from . import _output, app_command
@@ -24,17 +25,23 @@ __all__ = ["stats"]
               metavar="SECONDS", help="Seconds between refreshes with --watch.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: totals and per-queue counts.")
 def stats(app: Errands, watch: bool, interval: float, as_json: bool) -> None:
-    """Count jobs by state for every queue."""
+    """Count jobs by state for every queue; paused queues and limits in use show too."""
     if watch and as_json:
         raise click.UsageError("--watch and --json don't mix; poll `errands stats --json` instead")
     if as_json:
-        by_queue, alive = _by_queue(app), _workers(app)
+        by_queue, alive, paused = _by_queue(app), _workers(app), _report.paused(app)
+        rows, _ = _report.limit_rows(app)
         _output.json_out({"total": _totals(by_queue), "queues": by_queue,
+                          "paused": None if paused is None else sorted(paused),
+                          "limits": [row.as_dict() for row in rows],
                           "workers": None if alive is None else [asdict(w) for w in alive]})
     elif watch:
         _output.watch(_Watcher(app), interval)
     else:
-        _output.show(_output.stats_table(_by_queue(app)))
+        _output.show(_output.stats_table(_by_queue(app), paused=_report.paused(app)))
+        rows, usage_known = _report.limit_rows(app)
+        if rows:
+            _output.limits_table(rows, usage_known)
         _output.workers_table(_workers(app))
 
 
@@ -82,4 +89,4 @@ class _Watcher:
         alive = _workers(self.app)
         workers = "" if alive is None else f" · {len(alive)} worker(s) alive"
         caption = f"{time.strftime('%H:%M:%S')}{rate}{workers} · Ctrl-C to stop"
-        return _output.stats_table(by_queue, caption=caption)
+        return _output.stats_table(by_queue, caption=caption, paused=_report.paused(self.app))

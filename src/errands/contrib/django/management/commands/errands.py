@@ -3,7 +3,8 @@
 ``manage.py errands worker -c 8`` is ``errands worker APP -c 8`` with APP the ``Errands`` app of
 ``TASKS["default"]`` (``--backend ALIAS`` before COMMAND picks another), so every command and
 option is the one the ``errands`` command documents: worker, enqueue, jobs, show, stats, retry,
-cancel, purge, dashboard, migrate. ``manage.py errands COMMAND --help`` shows its options.
+cancel, purge, dashboard, migrate, pause, resume, limits. ``manage.py errands COMMAND --help``
+shows its options.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from errands.errors import ConfigurationError
 
 __all__ = ["COMMANDS", "Command", "cli_arguments"]
 
-COMMANDS = ("worker", "enqueue", "jobs", "show", "stats", "retry", "cancel", "purge", "dashboard", "migrate")
+COMMANDS = ("worker", "enqueue", "jobs", "show", "stats", "retry", "cancel", "purge", "dashboard", "migrate",
+            "pause", "resume", "limits")
 # options manage.py has applied already (ManagementUtility reads them before any command runs)
 _DJANGO_OPTIONS = ("--settings", "--pythonpath")
 _HELP = """Usage: {prog} [--backend ALIAS] COMMAND [OPTIONS]
@@ -33,13 +35,16 @@ Commands:
   worker     Run tasks until SIGTERM/SIGINT (-c N at once, -p N processes, -q QUEUE, --burst)
   enqueue    Enqueue a task by its dotted path: enqueue myapp.tasks.send_welcome 42
   jobs       List jobs, newest first (--state, --queue, --name, --limit, --json)
-  show       Show one job with its error and traceback
-  stats      Jobs by state (--by-queue, --watch)
+  show       Show one job with its error and traceback, and a workflow step's progress
+  stats      Jobs by state for every queue, paused queues and limits (--watch, --json)
   retry      Retry a failed or cancelled job, or --all-failed
-  cancel     Cancel a job
+  cancel     Cancel a job (a running one: its handler is asked to stop)
   purge      Delete finished jobs (--state succeeded --older-than 7d)
   dashboard  Serve the web dashboard (or mount it under /admin/errands/: see the docs)
   migrate    Create or upgrade errands' tables
+  pause      Pause queues: workers start none of their jobs (running ones finish)
+  resume     Resume paused queues
+  limits     Declared concurrency and rate limits, with the jobs holding them now
 
   {prog} COMMAND --help shows a command's options.
 """
