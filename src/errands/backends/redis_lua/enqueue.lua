@@ -7,7 +7,18 @@
 -- Two hashes per queue answer for unique keys: `unique` names the unfinished job holding a key
 -- (finish() frees it), `unique_last` the job last created with it, whatever its state, for
 -- unique_for; drop() forgets that entry when the job is purged.
-local good, errs = check_all()
+-- The keys an enqueue may write: the state sets and wake-ups, and the unique hashes when a job
+-- of the batch has a unique key.
+local only = {{'available', 'zset'}, {'ids:available', 'zset'}, {'scheduled', 'zset'}, {'ids:scheduled', 'zset'},
+              {'wake', 'list'}}
+for a = 4, #ARGV, 15 do
+  if ARGV[a + 10] ~= '' then
+    only[#only + 1] = {'unique', 'hash'}
+    only[#only + 1] = {'unique_last', 'hash'}
+    break
+  end
+end
+local good, errs = check_all(only)
 if #errs > 0 then return {0, errs[2]} end
 
 local out, woken = {}, {}
@@ -72,14 +83,15 @@ for a = 4, #ARGV, 15 do
     if debounce then run_at = NOW + debounce end
     local state = 'available'
     if run_at > NOW then state = 'scheduled' end
-    redis.call('HSET', key, 'id', id, 'name', ARGV[a + 2], 'queue', ARGV[a + 3], 'args', ARGV[a + 4],
+    local fields = {'id', id, 'name', ARGV[a + 2], 'queue', ARGV[a + 3], 'args', ARGV[a + 4],
       'kwargs', ARGV[a + 5], 'state', state, 'attempts', 0, 'max_attempts', ARGV[a + 6],
-      'priority', ARGV[a + 7], 'run_at', fmt(run_at), 'created_at', fmt(NOW))
-    if ARGV[a + 11] ~= '' then redis.call('HSET', key, 'timeout', ARGV[a + 11]) end
+      'priority', ARGV[a + 7], 'run_at', fmt(run_at), 'created_at', fmt(NOW)}
+    if ARGV[a + 11] ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = ARGV[a + 11] end
     local meta = opt(ARGV[a + 12])
-    if meta then redis.call('HSET', key, 'meta', meta) end
+    if meta then fields[#fields + 1] = 'meta'; fields[#fields + 1] = meta end
+    if uk then fields[#fields + 1] = 'unique_key'; fields[#fields + 1] = uk end
+    redis.call('HSET', key, unpack(fields))  -- one call: each redis.call costs more than its fields
     if uk then
-      redis.call('HSET', key, 'unique_key', uk)
       redis.call('HSET', base .. 'unique', uk, id)
       redis.call('HSET', base .. 'unique_last', uk, id)
     end
