@@ -181,7 +181,7 @@ def test_overview_filter_open_retry(world: Seeded, server: str, browser: Browser
 def test_hostile_job_fields_show_as_text_and_run_nothing(world: Seeded, server: str, browser: Browser) -> None:
     page = browser.page
     sign_in(browser, server)
-    visited = [f"/jobs/{job_id}" for job_id in world.hostile] + ["/jobs", "/"]
+    visited = [f"/jobs/{job_id}" for job_id in world.hostile] + ["/jobs", "/", "/queues", "/limits"]
     visited += [f"/jobs?queue={quote(p, safe='')}&name={quote(p, safe='')}" for p in PAYLOADS]
     for path in visited:
         page.goto(server + path)
@@ -203,6 +203,38 @@ def test_hostile_job_fields_show_as_text_and_run_nothing(world: Seeded, server: 
     browser.shot("job-hostile")
     assert browser.dialogs == [], browser.dialogs
     assert browser.errors == [], browser.errors
+
+
+def test_pause_resume_and_a_workflow_step(world: Seeded, server: str, browser: Browser) -> None:
+    page = browser.page
+    add = world.app.handler("add")
+    flow = world.app.group([add.s(1, 2), add.s(3, 4)]).then(add.s(0).on_failure("run")).perform()
+    sign_in(browser, server)
+
+    page.click("nav >> text=Queues")
+    row = page.locator("table.queues tr", has_text="default")
+    assert row.locator(".badge").inner_text() == "active"
+    row.locator("button.pause").click()
+    page.wait_for_url("**/queues?done=paused")
+    assert world.app.paused_queues() == {"default"}
+    assert page.locator("table.queues tr", has_text="default").locator(".badge").inner_text() == "paused"
+    browser.shot("queues-paused")
+    page.locator("table.queues tr", has_text="default").locator("button.resume").click()
+    page.wait_for_url("**/queues?done=resumed")
+    assert world.app.paused_queues() == frozenset()
+
+    page.click("nav >> text=Limits")
+    assert "No limits are declared" in page.locator("main").inner_text()
+
+    page.goto(f"{server}/jobs/{flow.id}")
+    assert page.locator("#progress-count").inner_text() == "0 of 2 finished"
+    assert page.locator("#workflow progress").get_attribute("max") == "2"
+    browser.shot("job-workflow-callback")
+    page.locator("#workflow ul.linked a").first.click()
+    page.wait_for_url(f"**/jobs/{flow.ids[0]}")
+    assert page.locator("#workflow h3").inner_text() == "Wakes"
+    browser.shot("job-workflow")
+    assert browser.dialogs == [] and browser.errors == []
 
 
 def test_screenshots_are_kept_as_artifacts(world: Seeded, server: str, browser: Browser) -> None:
