@@ -64,6 +64,10 @@ def test_queue_control_needs_csrf_a_post_and_a_queue_name(seeded: Seeded, browse
     assert form_post(client, "/queues/pause", {"queue": "default"}).status_code == 403
     assert form_post(client, "/queues/pause", {"queue": "default", "csrf_token": "forged"}).status_code == 403
     assert client.get("/queues/pause").status_code == 405
+    for foreign in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        response = form_post(client, "/queues/pause", {"csrf_token": csrf, "queue": "default"}, headers=foreign)
+        assert response.status_code == 403, foreign
+    assert client.post("/api/queues/pause", json={"queues": ["default"]}).status_code == 403  # a session, no token
     for bad in PAYLOADS + ["", "amq.default", "x" * 101]:
         response = form_post(client, "/queues/pause", {"csrf_token": csrf, "queue": bad})
         assert response.status_code == 400, bad

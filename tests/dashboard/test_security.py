@@ -173,6 +173,7 @@ def test_scrape_token_reads_metrics_only(app: Errands) -> None:
     "/actions/retry-failed", "/actions/purge", "/logout",
     "/api/jobs/0190ffff-0000-7000-8000-000000000001/retry", "/api/jobs/0190ffff-0000-7000-8000-000000000001/cancel",
     "/api/actions/retry-failed", "/api/actions/purge",
+    "/queues/pause", "/queues/resume", "/api/queues/pause", "/api/queues/resume",
 ])
 def test_actions_are_post_only(client: TestClient, path: str) -> None:
     assert client.get(path, headers=BEARER).status_code == 405
