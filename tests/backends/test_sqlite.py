@@ -712,3 +712,83 @@ def test_now_is_sqlites_clock_whatever_this_process_thinks(db_path: Path, monkey
     assert abs(backend.now() - sqlite_clock) < 1.0
     readings = [backend.now() for _ in range(1000)]
     assert readings == sorted(readings)
+
+
+def test_every_backend_object_in_a_process_reads_one_clock(tmp_path: Path) -> None:
+    # A job settled through one object and claimed through another must keep its order: objects
+    # each with their own reading of SQLite's millisecond clock disagreed by up to a millisecond.
+    first = SqliteBackend(f"sqlite:///{tmp_path / 'a.db'}", Settings())
+    second = SqliteBackend(f"sqlite:///{tmp_path / 'b.db'}", Settings())
+    readings = [backend.now() for _ in range(500) for backend in (first, second)]
+    assert readings == sorted(readings)
+    assert abs(sqlite_module._clock_offset(sqlite3.connect(":memory:")) + time.monotonic() - time.time()) < 0.01
+
+
+# paused queues ---------------------------------------------------------------------------------------
+def _vm_steps(backend: SqliteBackend, call: Any) -> int:
+    """SQLite VM instructions (in hundreds) that ``call`` runs on this thread's connection."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn = backend._conn()
+    conn.set_progress_handler(count, 100)
+    try:
+        call()
+    finally:
+        conn.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_a_paused_backlog_is_not_walked_by_claims_or_waits(backend: SqliteBackend) -> None:
+    backend.enqueue([job(i, queue="big", priority=5) for i in ids("b", 5000)])
+    backend.enqueue([job("small-1", queue="small"), job("small-2", queue="other")])
+    backend.set_paused(["big"], True)
+    walk = _vm_steps(backend, lambda: backend._conn().execute(
+        "SELECT count(*) FROM errands_jobs WHERE queue = 'big' AND state = 'available'").fetchone())
+    claimed: list[str] = []
+    costs = {
+        "claim every queue": _vm_steps(backend, lambda: claimed.extend(
+            c.id for c in backend.claim(None, 1, worker_id="w", lease=30))),
+        "claim named queues": _vm_steps(backend, lambda: claimed.extend(
+            c.id for c in backend.claim(["big", "other"], 1, worker_id="w", lease=30))),
+        "wait on every queue": _vm_steps(backend, lambda: backend.wait(None, 0)),
+        "wait on the paused queue": _vm_steps(backend, lambda: backend.wait(["big"], 0)),
+    }
+    assert claimed == ["small-1", "small-2"]
+    assert all(cost * 20 < walk for cost in costs.values()), (walk, costs)
+
+
+def test_claim_every_queue_past_the_union_limit_still_skips_paused_ones(
+        backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_module, "_UNION_QUEUES", 1)
+    backend.enqueue([job("a", queue="qa", priority=1), job("p", queue="qp", priority=9), job("b", queue="qb")])
+    backend.set_paused(["qp"], True)
+    assert [c.id for c in backend.claim(None, 5, worker_id="w", lease=30)] == ["a", "b"]
+    monkeypatch.setattr(sqlite_module, "_HAS_RETURNING", False)
+    backend.enqueue([job("c", queue="qc")])
+    assert [c.id for c in backend.claim(None, 5, worker_id="w", lease=30)] == ["c"]
+    assert [c.id for c in backend.claim(["qp", "qc"], 5, worker_id="w", lease=30)] == []
+
+
+def test_wait_sleeps_while_only_paused_queues_have_work_and_wakes_on_resume(
+        backend: SqliteBackend, db_path: Path) -> None:
+    backend.enqueue([job("held", queue="mail")])
+    backend.set_paused(["mail"], True)
+    for queues in (None, ["mail"]):
+        started = time.monotonic()
+        backend.wait(queues, 0.3)
+        assert time.monotonic() - started >= 0.3, "paused work is no work: wait must not return early"
+    other = SqliteBackend(f"sqlite:///{db_path}", Settings())  # its own connections, like another process
+    timer = threading.Timer(0.2, lambda: other.set_paused(["mail"], False))
+    started = time.monotonic()
+    timer.start()
+    try:
+        backend.wait(["mail"], 10)
+    finally:
+        timer.join()
+        other.close()
+    assert time.monotonic() - started < 5
+    assert [c.id for c in backend.claim(["mail"], 1, worker_id="w", lease=30)] == ["held"]

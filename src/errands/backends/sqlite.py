@@ -149,6 +149,68 @@ _UNIX_EPOCH_JD = 2440587.5  # julianday('1970-01-01 00:00:00')
 _UNION_QUEUES = 32
 _STATE_AT, _RUN_AT = INSERT_COLUMNS.index("state"), INSERT_COLUMNS.index("run_at")
 
+
+# clock --------------------------------------------------------------------------------------------
+class _SqliteClock:
+    """SQLite's clock for the whole process. One for every backend object, so a job settled
+    through one object and claimed through another (two apps, a worker and a producer) keep
+    their order: per-object offsets each carried their own sub-millisecond error."""
+
+    def __init__(self) -> None:
+        self.after_fork()
+        self.offset, self.synced_at, self.last = 0.0, -1e18, 0.0
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()  # another thread of the parent may have held it
+
+    def now(self) -> float:
+        if time.monotonic() - self.synced_at > _CLOCK_SYNC:
+            self.sync()
+        with self.lock:
+            value = max(self.last, time.monotonic() + self.offset)
+            self.last = value
+        return value
+
+    def sync(self) -> None:
+        # A private in-memory connection: no file lock to wait for, no thread or fork to care about.
+        conn = sqlite3.connect(":memory:")
+        try:
+            offset = _clock_offset(conn)
+        finally:
+            conn.close()
+        with self.lock:
+            self.offset, self.synced_at = offset, time.monotonic()
+
+
+def _clock_offset(conn: sqlite3.Connection) -> float:
+    """SQLite's epoch seconds minus the monotonic clock. SQLite reads the time in whole ms, so
+    one reading is up to 1 ms off; instead read until the millisecond ticks over: that reading
+    came right at the start of its millisecond, so the offset is good to a few microseconds.
+    Gives up after a few ms (a busy machine) and takes the middle of one reading's millisecond."""
+
+    def read() -> tuple[int, float]:
+        before = time.monotonic()
+        day = conn.execute("SELECT julianday('now')").fetchone()[0]
+        after = time.monotonic()
+        # julianday is a double of ~40 µs resolution around today: round back to its whole ms
+        return round((float(day) - _UNIX_EPOCH_JD) * 86_400_000.0), (before + after) / 2
+
+    first, previous = read()
+    deadline = previous + 0.005
+    while True:
+        ms, at = read()
+        if ms != first and at - previous < 0.0002:  # not a tick seen late (this thread paused)
+            return ms / 1000.0 - (previous + at) / 2  # the tick fell between the two readings
+        if at > deadline:
+            return ms / 1000.0 + 0.0005 - at
+        first, previous = ms, at
+
+
+_CLOCK = _SqliteClock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_CLOCK.after_fork)
+
+
 # URL ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SqliteOptions:
@@ -253,13 +315,11 @@ class SqliteBackend(Backend):
         self.options = parse_url(url)
         self._open_lock = threading.Lock()
         self._opened = False
-        self._offset, self._synced_at, self._last_now = 0.0, -1e18, 0.0
         self._reset_connections()
         if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
             os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
 
     def _reset_connections(self) -> None:
-        self._clock = threading.Lock()  # new after fork(): another thread may have held it
         self._lock = threading.Lock()
         self._local = threading.local()
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
@@ -340,26 +400,7 @@ class SqliteBackend(Backend):
     # clock --------------------------------------------------------------------------------------
     def now(self) -> float:
         """SQLite's clock in epoch seconds, never going backwards within this process."""
-        if time.monotonic() - self._synced_at > _CLOCK_SYNC:
-            self._sync_clock()
-        with self._clock:
-            value = max(self._last_now, time.monotonic() + self._offset)
-            self._last_now = value
-        return value
-
-    def _sync_clock(self) -> None:
-        # A private in-memory connection: no file lock to wait for, no thread or fork to care about.
-        conn = sqlite3.connect(":memory:")
-        try:
-            before = time.monotonic()
-            day = conn.execute("SELECT julianday('now')").fetchone()[0]
-            after = time.monotonic()
-        finally:
-            conn.close()
-        # SQLite reads the clock in whole ms: add half of one, as for the half round trip
-        offset = (float(day) - _UNIX_EPOCH_JD) * 86_400.0 + 0.0005 - (before + after) / 2
-        with self._clock:
-            self._offset, self._synced_at = offset, after
+        return _CLOCK.now()
 
     # running statements -------------------------------------------------------------------------
     def _classify(self, exc: Exception) -> ErrandsError | None:
