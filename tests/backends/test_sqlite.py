@@ -452,11 +452,14 @@ def test_corrupt_rows_do_not_break_claiming(backend: SqliteBackend, db_path: Pat
     junk = claims["junk-numbers"]
     assert (junk.max_attempts, junk.priority, junk.timeout) == (0, 0, None)
     assert backend.settle([Outcome(c.id, c.token, JobState.FAILED, error="bad record") for c in claims.values()]) == []
-    # every query still answers, and the zombie is left alone
+    # every query still answers; the zombie is never claimed, and maintain() fails it (#7)
     assert backend.counts()["failed"] == len(claims)
     assert backend.get("zombie").state == "zombie"  # type: ignore[union-attr]
     assert backend.get("junk-numbers").run_at is None  # type: ignore[union-attr]
     assert len(backend.list(JobQuery(limit=100))) == 10
+    assert backend.maintain() == sqlite_module.Maintenance(failed=1)
+    zombie = backend.get("zombie")
+    assert zombie is not None and zombie.state == "failed" and "unknown state 'zombie'" in (zombie.error or "")
     assert backend.maintain() == sqlite_module.Maintenance()
     assert backend.claim(None, 100, worker_id="w", lease=30) == []
 
