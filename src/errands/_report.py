@@ -128,12 +128,14 @@ def workflow(app: Errands, info: JobInfo) -> WorkflowView | None:
         return None
     after = [str(i) for i in links.get("after") or [] if isinstance(i, (str, int))]
     then = [str(i) for i in links.get("then") or [] if isinstance(i, (str, int))]
-    progress = app.progress(info.id) if after else None
     shown = list(dict.fromkeys(after[:MAX_LINKED] + then[:MAX_LINKED]))
     states: dict[str, str] = {}
-    if shown:
-        for record in app.backend.get_many(shown):
+    try:
+        progress = app.progress(info.id) if after else None
+        for record in app.backend.get_many(shown) if shown else ():
             states[record.id] = str(record.state)
+    except NotSupported:  # a store that can't read jobs back: the links alone
+        progress = None
     workflow_id = links.get("id")
     return WorkflowView(
         workflow_id=str(workflow_id) if workflow_id is not None else None, after=after, then=then,

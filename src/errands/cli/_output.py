@@ -215,6 +215,7 @@ def _workflow_rows(flow: WorkflowView) -> Iterator[tuple[str, RenderableType]]:
             flow.on_failure or "", "")
         yield "progress", Text.assemble((_bar(p.finished, p.total), "green"), f" {done}",
                                         f" ({detail})" if detail else "", f"; {policy}" if policy else "")
+    if flow.after:
         yield "waits on", _linked(flow.after, flow.states)
     if flow.then:
         yield "wakes", _linked(flow.then, flow.states)
