@@ -54,7 +54,8 @@ def drop(prefix: str) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = 10")
-            cur.execute(f"DROP TABLE IF EXISTS `{prefix}jobs`, `{prefix}meta`, `{prefix}workers`")
+            cur.execute("DROP TABLE IF EXISTS " + ", ".join(f"`{prefix}{name.removeprefix('errands_')}`"
+                                                            for name in q.TABLES))
     finally:
         conn.close()
 
@@ -139,6 +140,11 @@ def test_table_prefix_renames_every_table_in_statement_text_only() -> None:
     (default, renamed) = Recorder.executed
     assert default == (statement, ("errands_jobs",))
     assert renamed == ("SELECT * FROM t1_jobs JOIN t1_meta JOIN t1_workers WHERE name = %s", ("errands_jobs",))
+    # every table, each renamed once: a prefix that spells another table's name is not renamed again
+    everything = " ".join(q.TABLES)
+    q.Cursor(Recorder(), "errands_meta_").execute(everything, ())
+    assert Recorder.executed[-1][0] == ("errands_meta_jobs errands_meta_meta errands_meta_workers errands_meta_paused "
+                                        "errands_meta_slots errands_meta_slot_keys errands_meta_rates")
 
 
 # schema ---------------------------------------------------------------------------------------------
@@ -157,8 +163,8 @@ def test_schema_version_is_recorded_and_reopening_is_idempotent(backend: MysqlBa
         again.close()
     tables = sql(prefix, "SELECT TABLE_NAME, ENGINE, TABLE_COLLATION FROM information_schema.TABLES "
                          "WHERE TABLE_SCHEMA = 'test' AND TABLE_NAME LIKE %s ORDER BY 1", (prefix + "%",))
-    assert [(t, e) for t, e, _ in tables] == [(f"{prefix}jobs", "InnoDB"), (f"{prefix}meta", "InnoDB"),
-                                              (f"{prefix}workers", "InnoDB")]
+    assert sorted((t, e) for t, e, _ in tables) == sorted((prefix + name.removeprefix("errands_"), "InnoDB")
+                                                          for name in q.TABLES)
     assert all(collation.startswith("utf8mb4") for _, _, collation in tables)
 
 
@@ -242,17 +248,18 @@ def test_hot_paths_use_their_indexes_with_many_finished_rows(backend: MysqlBacke
     backend.enqueue(finished)
     claims = backend.claim(None, 3000, worker_id="w", lease=60)
     backend.settle([Outcome(c.id, c.token, JobState.SUCCEEDED) for c in claims])
-    backend.enqueue([job(queue=q_) for q_ in ("a", "b", "a")] + [job(delay=3600)])
+    backend.enqueue([job(queue=q_) for q_ in ("a", "b", "a")] + [job(delay=3600 + i) for i in range(200)])
     now = backend.now()
     plans: dict[str, tuple[str, tuple[Any, ...], str | set[str]]] = {
         # claims read their window from a claim index and lock through the primary key
         # (and due scheduled jobs from the deadline index)
         "claim any": (q.pick_sql(None), (20, now, 20, 20, now, 5), {"claim_any", "deadline", "PRIMARY"}),
-        "claim one": (q.pick_sql(1), ("a", 20, now, 100, "a", 20, now, 5), {"claim_queue", "deadline", "PRIMARY"}),
-        "claim two": (q.pick_sql(2), ("a", 20, "b", 20, now, 100, "a", "b", 20, now, 5),
+        "claim one": (q.pick_sql(1), ("a", "a", 20, now, 100, "a", 20, now, 5), {"claim_queue", "deadline", "PRIMARY"}),
+        "claim two": (q.pick_sql(2), ("a", "a", 20, "b", "b", 20, now, 100, "a", "b", 20, now, 5),
                       {"claim_queue", "deadline", "PRIMARY"}),
         "expired": (q.EXPIRED, (now, 100), "deadline"),
-        "probe": (q.probe_sql(2), ("a", "b"), "claim_queue"),
+        # (and the next due job, of a queue not paused, from the deadline index)
+        "probe": (q.probe_sql(2), ("a", "a", "b", "b"), {"claim_queue", "deadline", "PRIMARY"}),
         "purge": (q.PURGE_PICK, ("succeeded", "", now, 100), "state_id"),
         "throughput": (q.THROUGHPUT, (now - 60, 60, now - 60), "finished"),
     }
@@ -264,7 +271,8 @@ def test_hot_paths_use_their_indexes_with_many_finished_rows(backend: MysqlBacke
         if what not in ("probe", "throughput"):
             assert not any("filesort" in (row["Extra"] or "") for row in plan), (what, plan)
         if what.startswith("claim"):
-            locking = [row for row in plan if row["key"] == "PRIMARY"]
+            # (the paused table is looked up by its primary key too, outside the locking read)
+            locking = [row for row in plan if row["key"] == "PRIMARY" and row["table"] == "job"]
             assert [row["type"] for row in locking] == ["eq_ref"], (what, plan)
         if what not in ("purge", "throughput"):  # those read finished rows by design
             assert read < 50, (what, read)  # index probes, not a walk over the 3000 finished rows

@@ -143,43 +143,6 @@ def test_postgres_adds_meta_to_a_previous_version_schema(pg_schema: str) -> None
     assert version == (str(statements.migrations[-1].version),) and "meta" in columns
 
 
-# MySQL / MariaDB --------------------------------------------------------------------------------
-MYSQL_SERVER = "mysql://root@127.0.0.1:3306/test"
-
-
-@pytest.fixture
-def mysql_prefix() -> Iterator[str]:
-    pytest.importorskip("pymysql")
-    name = f"u{uuid.uuid4().hex[:8]}_"
-    yield name
-    with _mysql(name) as cur:
-        cur.execute("SET SESSION lock_wait_timeout = 10")
-        cur.execute(f"DROP TABLE IF EXISTS {name}jobs, {name}meta, {name}workers")
-
-
-class _mysql:
-    """A cursor on the test database that speaks ``prefix``'s table names, closed on exit."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def __enter__(self) -> Any:
-        import pymysql
-
-        from errands.backends import _mysql_sql
-
-        self.conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=True)
-        return _mysql_sql.Cursor(self.conn.cursor(), self.prefix)
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.close()
-
-
-def _mysql_columns(prefix: str) -> set[str]:
-    with _mysql(prefix) as cur:
-        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                    f"AND table_name = '{prefix}jobs'")
-        return {str(row[0]) for row in cur.fetchall()}
 def _upto(migrations: tuple[Migration, ...], version: int) -> tuple[Migration, ...]:
     return tuple(step for step in migrations if step.version <= version)
 
@@ -234,18 +197,56 @@ def test_postgres_version_2_schema_gains_paused_queues_limits_and_unique_for(pg_
     assert version == (str(statements.migrations[-1].version),) and "errands_jobs_unique_any" in indexes
 
 
+# MySQL / MariaDB --------------------------------------------------------------------------------
+MYSQL_SERVER = "mysql://root@127.0.0.1:3306/test"
+
+
+@pytest.fixture
+def mysql_prefix() -> Iterator[str]:
+    pytest.importorskip("pymysql")
+    name = f"u{uuid.uuid4().hex[:8]}_"
+    yield name
+    from errands.backends import _mysql_sql
+
+    with _mysql(name) as cur:
+        cur.execute("SET SESSION lock_wait_timeout = 10")
+        cur.execute("DROP TABLE IF EXISTS " + ", ".join(_mysql_sql.TABLES))  # renamed by the cursor
+
+
+class _mysql:
+    """A cursor on the test database that speaks ``prefix``'s table names, closed on exit."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __enter__(self) -> Any:
+        import pymysql
+
+        from errands.backends import _mysql_sql
+
+        self.conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=True)
+        return _mysql_sql.Cursor(self.conn.cursor(), self.prefix)
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def _mysql_columns(prefix: str) -> set[str]:
+    with _mysql(prefix) as cur:
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                    f"AND table_name = '{prefix}jobs'")
+        return {str(row[0]) for row in cur.fetchall()}
 
 
 @pytest.mark.parametrize("crashed_midway", [False, True], ids=["clean", "after-alter-before-version"])
 def test_mysql_adds_meta_to_a_previous_version_database(mysql_prefix: str, crashed_midway: bool) -> None:
     from errands.backends import _mysql_sql
 
-    previous = _previous(_mysql_sql.MIGRATIONS)
     with _mysql(mysql_prefix) as cur:
-        run_migrations(cur, previous, meta_ddl=_mysql_sql.META_DDL, placeholder="%s")
+        run_migrations(cur, _upto(_mysql_sql.MIGRATIONS, 1), meta_ddl=_mysql_sql.META_DDL, placeholder="%s")
         cur.execute(OLD_ROW)
-        if crashed_midway:  # the newest step's DDL ran, its version was never recorded
-            for statement in _mysql_sql.MIGRATIONS[-1].statements:
+        if crashed_midway:  # the meta step's DDL ran, its version was never recorded
+            for statement in _mysql_sql.MIGRATIONS[1].statements:
                 cur.execute(statement)
     assert ("meta" in _mysql_columns(mysql_prefix)) == crashed_midway
     _exercise(f"{MYSQL_SERVER}?table_prefix={mysql_prefix}")
@@ -253,3 +254,24 @@ def test_mysql_adds_meta_to_a_previous_version_database(mysql_prefix: str, crash
     with _mysql(mysql_prefix) as cur:
         cur.execute(f"SELECT value FROM {META_TABLE} WHERE name = %s", (SCHEMA_KEY,))
         assert cur.fetchone() == (str(_mysql_sql.MIGRATIONS[-1].version),)
+
+
+@pytest.mark.parametrize("crashed_midway", [False, True], ids=["clean", "after-ddl-before-version"])
+def test_mysql_version_2_database_gains_paused_queues_limits_and_unique_for(mysql_prefix: str,
+                                                                            crashed_midway: bool) -> None:
+    from errands.backends import _mysql_sql
+
+    with _mysql(mysql_prefix) as cur:
+        run_migrations(cur, _upto(_mysql_sql.MIGRATIONS, 2), meta_ddl=_mysql_sql.META_DDL, placeholder="%s")
+        cur.execute(OLD_ROW)
+        cur.execute(_old_keyed_row("UNIX_TIMESTAMP(NOW(6))"))
+        if crashed_midway:  # step 3's DDL ran (each statement commits on its own), no version recorded
+            for statement in _mysql_sql.MIGRATIONS[2].statements:
+                cur.execute(statement)
+    _exercise_coordination(f"{MYSQL_SERVER}?table_prefix={mysql_prefix}")
+    with _mysql(mysql_prefix) as cur:
+        cur.execute(f"SELECT value FROM {META_TABLE} WHERE name = %s", (SCHEMA_KEY,))
+        assert cur.fetchone() == (str(_mysql_sql.MIGRATIONS[-1].version),)
+        cur.execute("SELECT COUNT(DISTINCT index_name) FROM information_schema.statistics WHERE "
+                    f"table_schema = DATABASE() AND table_name = '{mysql_prefix}jobs' AND index_name = 'unique_any'")
+        assert cur.fetchone() == (1,)

@@ -91,6 +91,12 @@ def _mysql_connect(url: str) -> Any:
     return pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=False)
 
 
+def _mysql_drop(prefix: str) -> str:
+    from errands.backends._mysql_sql import TABLES
+
+    return "DROP TABLE IF EXISTS " + ", ".join(f"`{prefix}{name.removeprefix('errands_')}`" for name in TABLES)
+
+
 def _mysql_cleanup(url: str) -> None:
     # drop only this test's tables (its table_prefix), never anything else on the shared server
     prefix = url.split("table_prefix=", 1)[1]
@@ -98,7 +104,7 @@ def _mysql_cleanup(url: str) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = 10")  # never hang on a leftover session
-            cur.execute(f"DROP TABLE IF EXISTS `{prefix}jobs`, `{prefix}meta`, `{prefix}workers`")
+            cur.execute(_mysql_drop(prefix))
     finally:
         conn.close()
 

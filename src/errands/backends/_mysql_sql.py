@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -43,36 +44,62 @@ from ._sql import (
     TABLE,
     Migration,
     insert_jobs,
+    keyed_window,
     record_from_row,
 )
 from ._sql_registry import WORKER_COLUMNS, WORKER_TABLE
-from .base import Claim, Enqueued, JobRecord
+from .base import Claim, Enqueued, JobRecord, NewJob
 
 __all__ = [
     "CLAIM_COLUMNS",
     "CLAIM_IDS",
     "COUNTS",
     "COUNTS_BY_QUEUE",
+    "DEBOUNCE",
     "EXPIRED",
     "EXTEND",
     "GET",
+    "GET_MANY",
     "INSERT",
+    "KEY_HOLDER",
     "KNOWN",
     "LOCK_IDS",
     "META_DDL",
     "MIGRATIONS",
     "NOW",
+    "PAUSE",
+    "PAUSED",
+    "PAUSED_TABLE",
     "PROMOTE",
     "PURGE",
     "PURGE_PICK",
+    "PURGE_RATES",
+    "PURGE_SLOTS",
+    "PURGE_SLOT_KEYS",
+    "RATES_TABLE",
+    "RATE_READ",
+    "RATE_TAKE",
     "REAP_CANCELLED",
     "REAP_FAILED",
     "REAP_REQUEUE",
+    "RECENT_HOLDER",
     "RELEASE",
+    "RESUME",
     "RETRY",
     "SERVER",
     "SETTLE",
+    "SLOTS_TABLE",
+    "SLOT_HOLD",
+    "SLOT_KEYS_TABLE",
+    "SLOT_LAPSED",
+    "SLOT_LIVE",
+    "SLOT_LOCK",
+    "SLOT_UNHOLD",
+    "SLOT_USAGE",
+    "TABLES",
     "THROUGHPUT",
+    "UNPAUSED",
+    "WAKE",
     "WHERE",
     "WORKERS",
     "WORKER_DELETE",
@@ -85,6 +112,7 @@ __all__ = [
     "claim_sql",
     "in_list",
     "insert",
+    "insert_each",
     "lock_owned",
     "owned_ids",
     "owned_sql",
@@ -93,9 +121,16 @@ __all__ = [
     "probe_sql",
     "record",
     "text",
+    "values_rows",
 ]
 
 # schema -------------------------------------------------------------------------------------------
+PAUSED_TABLE = "errands_paused"
+SLOTS_TABLE = "errands_slots"
+SLOT_KEYS_TABLE = "errands_slot_keys"
+RATES_TABLE = "errands_rates"
+# every table, by its default name (a table_prefix renames them all in ``Cursor``)
+TABLES = (TABLE, META_TABLE, WORKER_TABLE, PAUSED_TABLE, SLOTS_TABLE, SLOT_KEYS_TABLE, RATES_TABLE)
 META_DDL = (f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name VARCHAR(64) NOT NULL PRIMARY KEY, "
             "value VARCHAR(255) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 MIGRATIONS: tuple[Migration, ...] = (
@@ -144,6 +179,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         "EXECUTE errands_ddl",
         "DEALLOCATE PREPARE errands_ddl",
     ), "job metadata"),
+    Migration(3, (
+        # Paused queues: every claim looks its candidates' queues up here (a row per paused
+        # queue), so a pause is exact for every process at once.
+        f"""CREATE TABLE IF NOT EXISTS {PAUSED_TABLE} (queue VARBINARY(255) NOT NULL PRIMARY KEY)
+            ENGINE=InnoDB""",
+        # Concurrency slots: a row per live hold; a row per key in SLOT_KEYS is the key's mutex
+        # (acquire_slots locks it with an upsert, then counts the holds).
+        f"""CREATE TABLE IF NOT EXISTS {SLOTS_TABLE} (
+            slot_key VARBINARY(512) NOT NULL, holder VARBINARY(255) NOT NULL, expires_at DOUBLE NOT NULL,
+            PRIMARY KEY (slot_key, holder), KEY expires_at (expires_at)) ENGINE=InnoDB""",
+        f"CREATE TABLE IF NOT EXISTS {SLOT_KEYS_TABLE} (slot_key VARBINARY(512) NOT NULL PRIMARY KEY) ENGINE=InnoDB",
+        # Rate limits: one GCRA theoretical arrival time per key; a tat in the past means the
+        # same as no row, so those are deleted now and then (by the tat index).
+        f"""CREATE TABLE IF NOT EXISTS {RATES_TABLE} (rate_key VARBINARY(512) NOT NULL PRIMARY KEY,
+            tat DOUBLE NOT NULL, KEY tat (tat)) ENGINE=InnoDB""",
+        # unique_for: the newest job of a key whatever its state (unique_active holds unfinished
+        # ones only). Redoable like step 2: added only when information_schema lacks it.
+        (f"SET @errands_ddl = (SELECT IF(COUNT(*) = 0, 'ALTER TABLE {TABLE} ADD KEY unique_any (unique_key, "
+         f"created_at)', 'DO 0') FROM information_schema.statistics WHERE table_schema = DATABASE() "
+         f"AND table_name = '{TABLE}' AND index_name = 'unique_any')"),
+        "PREPARE errands_ddl FROM @errands_ddl",
+        "EXECUTE errands_ddl",
+        "DEALLOCATE PREPARE errands_ddl",
+    ), "paused queues, concurrency slots, rate limits, unique_for lookups"),
 )
 
 # statements ---------------------------------------------------------------------------------------
@@ -170,6 +229,10 @@ EXPIRED = (f"SELECT id, state, attempts, max_attempts, cancel_requested FROM {TA
 GET = f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE} WHERE id = %s"
 COUNTS = f"SELECT NULL, state, COUNT(*) FROM {TABLE} FORCE INDEX (state_id) GROUP BY state"
 COUNTS_BY_QUEUE = f"SELECT queue, state, COUNT(*) FROM {TABLE} FORCE INDEX (claim_queue) GROUP BY state, queue"
+# A job's queue is not paused (a primary-key lookup per row); a queue parameter is not paused
+# (one probe, the same for every row).
+UNPAUSED = f"queue NOT IN (SELECT queue FROM {PAUSED_TABLE})"
+_NOT_PAUSED = f"NOT EXISTS (SELECT 1 FROM {PAUSED_TABLE} WHERE queue = %s)"
 _LOST = "CONCAT('worker lost while running (attempt ', attempts, '/', max_attempts, ')')"
 
 
@@ -192,20 +255,26 @@ def pick_sql(queue_count: int | None) -> str:
     runs over locked rows either.
 
     Parameters, for every queue: (window, now, window, window, now, limit); for named queues:
-    (queue, window) per queue, then (now, due_scan, *queues, window, now, limit). Per-queue
+    (queue, queue, window) per queue, then (now, due_scan, *queues, window, now, limit). Per-queue
     index reads, not ``queue IN (...)``, which with this ORDER BY would sort every available job
     of those queues; due jobs of named queues come from the first ``due_scan`` due jobs.
+
+    Paused queues are left out where the candidates are read (a filled window of paused jobs
+    would starve the others): a named queue by one primary-key probe of the paused table made
+    once per statement, every queue by a lookup per index entry read.
     """
     rank = "SELECT id, neg_priority, run_at FROM"
     if queue_count is None:
         due = (f"{rank} {TABLE} FORCE INDEX (deadline) WHERE state = 'scheduled' AND deadline <= %s "
-               "ORDER BY deadline LIMIT %s")
-        arms = [f"{rank} {TABLE} FORCE INDEX (claim_any) WHERE state = 'available' {_ORDER} LIMIT %s", due]
+               f"AND {UNPAUSED} ORDER BY deadline LIMIT %s")
+        arms = [f"{rank} {TABLE} FORCE INDEX (claim_any) WHERE state = 'available' AND {UNPAUSED} {_ORDER} LIMIT %s",
+                due]
     else:
-        one = f"{rank} {TABLE} FORCE INDEX (claim_queue) WHERE state = 'available' AND queue = %s {_ORDER} LIMIT %s"
+        one = (f"{rank} {TABLE} FORCE INDEX (claim_queue) WHERE state = 'available' AND queue = %s "
+               f"AND {_NOT_PAUSED} {_ORDER} LIMIT %s")
         due = (f"{rank} (SELECT id, queue, neg_priority, run_at FROM {TABLE} FORCE INDEX (deadline) "
                "WHERE state = 'scheduled' AND deadline <= %s ORDER BY deadline LIMIT %s) AS due "
-               f"WHERE queue IN ({in_list(queue_count)})")
+               f"WHERE queue IN ({in_list(queue_count)}) AND {UNPAUSED}")
         arms = [one] * queue_count + [due]
     window = " UNION ALL ".join(f"({arm})" for arm in arms) + f" {_ORDER} LIMIT %s"
     columns = ", ".join(f"job.{c.strip()}" for c in CLAIM_COLUMNS.split(","))
@@ -233,14 +302,20 @@ def owned_sql(count: int) -> str:
 
 @lru_cache(maxsize=64)
 def probe_sql(queue_count: int | None) -> str:
-    """Is anything claimable now, and when is the next scheduled job due? Two index probes."""
+    """Is anything claimable now, and when is the next scheduled job due? Index probes, paused
+    queues left out (so a worker whose only work is paused sleeps instead of polling at once).
+    Parameters: for named queues, (queue, queue) per queue."""
     if queue_count is None:
-        available = f"SELECT 1 FROM {TABLE} FORCE INDEX (claim_any) WHERE state = 'available'"
+        available = f"EXISTS (SELECT 1 FROM {TABLE} FORCE INDEX (claim_any) WHERE state = 'available' AND {UNPAUSED})"
     else:
-        available = (f"SELECT 1 FROM {TABLE} FORCE INDEX (claim_queue) WHERE state = 'available' "
-                     f"AND queue IN ({in_list(queue_count)})")
-    return (f"SELECT EXISTS ({available}), "
-            f"(SELECT MIN(deadline) FROM {TABLE} FORCE INDEX (deadline) WHERE state = 'scheduled')")
+        one = (f"EXISTS (SELECT 1 FROM {TABLE} FORCE INDEX (claim_queue) WHERE state = 'available' "
+               f"AND queue = %s AND {_NOT_PAUSED})")
+        available = "(" + " OR ".join([one] * queue_count) + ")"
+    return (f"SELECT {available}, "
+            # ORDER BY ... LIMIT 1, not MIN(): with the paused filter MIN() would read every
+            # scheduled job; this stops at the first one of a queue not paused
+            f"(SELECT deadline FROM {TABLE} FORCE INDEX (deadline) WHERE state = 'scheduled' AND {UNPAUSED} "
+            "ORDER BY deadline LIMIT 1)")
 
 
 def by_ids(template: str, count: int) -> str:
@@ -254,8 +329,9 @@ EXTEND = f"UPDATE {TABLE} SET lease_until = %s WHERE id IN ({{ids}})"
 SETTLE = (f"UPDATE {TABLE} SET state = %s, run_at = COALESCE(%s, run_at), result = IF(%s, %s, result), "
           "error = COALESCE(%s, error), finished_at = COALESCE(%s, finished_at), token = NULL, "
           "lease_until = NULL WHERE id IN ({ids})")
-RELEASE = (f"UPDATE {TABLE} SET state = 'available', attempts = GREATEST(attempts - 1, 0), run_at = %s, "
-           "token = NULL, lease_until = NULL WHERE id IN ({ids})")
+# Parameters: delay, run_at, ids: available now, or scheduled at run_at after a delay (a snooze).
+RELEASE = (f"UPDATE {TABLE} SET state = IF(%s > 0, 'scheduled', 'available'), attempts = GREATEST(attempts - 1, 0), "
+           "run_at = %s, token = NULL, lease_until = NULL WHERE id IN ({ids})")
 REAP_FAILED = (f"UPDATE {TABLE} SET state = 'failed', error = {_LOST}, finished_at = %s, token = NULL, "
                "lease_until = NULL WHERE id IN ({ids})")
 # A running job asked to stop whose worker was lost ends cancelled: the cancel outlives the worker.
@@ -276,11 +352,58 @@ LOCK_IDS = f"SELECT id FROM {TABLE} WHERE id IN ({{ids}}) ORDER BY id FOR UPDATE
 # holds for a moment (a promotion, a cancel) is waited for and read again, so a claimable job the
 # caller names is never passed over, and two claimers of one id take it once.
 CLAIM_IDS = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} WHERE id IN ({{ids}}) AND (state = 'available' "
-             "OR (state = 'scheduled' AND run_at <= %s)) ORDER BY id FOR UPDATE")
+             f"OR (state = 'scheduled' AND run_at <= %s)) AND {UNPAUSED} ORDER BY id FOR UPDATE")
 PURGE_PICK = (f"SELECT id FROM {TABLE} FORCE INDEX (state_id) WHERE state = %s AND id > %s "
               "AND COALESCE(finished_at, 0) < %s ORDER BY id LIMIT %s")
 # The conditions again: a row retried between the pick and the delete is no longer purgeable.
 PURGE = f"DELETE FROM {TABLE} WHERE id IN ({{ids}}) AND state = %s AND COALESCE(finished_at, 0) < %s"
+
+
+# queue control and workflows -------------------------------------------------------------------------
+PAUSE = f"INSERT INTO {PAUSED_TABLE} (queue) VALUES {{rows}} ON DUPLICATE KEY UPDATE queue = queue"
+RESUME = f"DELETE FROM {PAUSED_TABLE} WHERE queue IN ({{ids}})"
+PAUSED = f"SELECT queue FROM {PAUSED_TABLE}"
+# Scheduled jobs of the ids available now (a dependency finished). Parameters: run_at, ids.
+WAKE = f"UPDATE {TABLE} SET state = 'available', run_at = %s WHERE id IN ({{ids}}) AND state = 'scheduled'"
+GET_MANY = f"SELECT {', '.join(JOB_COLUMNS)} FROM {TABLE} WHERE id IN ({{ids}})"
+
+# unique_for and debounce: one job at a time. The unfinished holder of a key, locked (it is one row
+# of a unique index, so concurrent enqueues of the key take turns on it).
+KEY_HOLDER = f"SELECT id, state FROM {TABLE} WHERE unique_active = %s FOR UPDATE"
+# An unstarted holder takes the last enqueue's arguments and runs debounce seconds from now.
+DEBOUNCE = f"UPDATE {TABLE} SET args = %s, kwargs = %s, meta = %s, state = 'scheduled', run_at = %s WHERE id = %s"
+# unique_for: the newest job of the key created after a time, whatever its state.
+RECENT_HOLDER = (f"SELECT id FROM {TABLE} FORCE INDEX (unique_any) WHERE unique_key = %s AND created_at > %s "
+                 "ORDER BY created_at DESC LIMIT 1")
+
+# limits ------------------------------------------------------------------------------------------------
+# The keys' mutex rows, upserted and so locked, in sorted order (the caller sorts: no two callers
+# lock in opposite orders). Held to COMMIT; then the holds are read and written under them.
+SLOT_LOCK = f"INSERT INTO {SLOT_KEYS_TABLE} (slot_key) VALUES {{rows}} ON DUPLICATE KEY UPDATE slot_key = slot_key"
+SLOT_LAPSED = f"DELETE FROM {SLOTS_TABLE} WHERE slot_key IN ({{ids}}) AND expires_at <= %s"
+SLOT_LIVE = f"SELECT slot_key, holder FROM {SLOTS_TABLE} WHERE slot_key IN ({{ids}})"
+SLOT_HOLD = (f"INSERT INTO {SLOTS_TABLE} (slot_key, holder, expires_at) VALUES {{rows}} "
+             "ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)")
+SLOT_UNHOLD = f"DELETE FROM {SLOTS_TABLE} WHERE (slot_key, holder) IN ({{ids}})"
+SLOT_USAGE = f"SELECT slot_key, COUNT(*) FROM {SLOTS_TABLE} WHERE expires_at > %s GROUP BY slot_key"
+# One GCRA step (base.gcra) as an upsert: a new key is granted (1 row affected); an existing one
+# gets the new tat when granted (2) and keeps its tat when refused (0: nothing changed, nothing
+# written). Parameters: key, now + interval, then (now, interval, now, period, now, interval).
+RATE_TAKE = (f"INSERT INTO {RATES_TABLE} (rate_key, tat) VALUES (%s, %s) ON DUPLICATE KEY UPDATE "
+             "tat = IF(GREATEST(tat, %s) + %s - %s <= %s + 1e-9, GREATEST(tat, %s) + %s, tat)")
+RATE_READ = f"SELECT tat FROM {RATES_TABLE} WHERE rate_key = %s"
+# Rows that mean nothing any more, a bounded batch at a time: lapsed holds, keys without holds,
+# rate keys whose tat has passed (the same as no row).
+PURGE_SLOTS = f"DELETE FROM {SLOTS_TABLE} WHERE expires_at <= %s LIMIT %s"
+PURGE_SLOT_KEYS = (f"DELETE FROM {SLOT_KEYS_TABLE} WHERE NOT EXISTS (SELECT 1 FROM {SLOTS_TABLE} "
+                   f"WHERE {SLOTS_TABLE}.slot_key = {SLOT_KEYS_TABLE}.slot_key) LIMIT %s")
+PURGE_RATES = f"DELETE FROM {RATES_TABLE} WHERE tat < %s LIMIT %s"
+
+
+def values_rows(count: int, width: int) -> str:
+    """``(%s, ...), (%s, ...)``: ``count`` rows of ``width`` placeholders for a multi-row VALUES."""
+    row = "(" + in_list(width) + ")"
+    return ", ".join([row] * count)
 
 
 # worker registry and throughput ---------------------------------------------------------------------
@@ -378,6 +501,9 @@ def text(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
 
 
+_TABLE_NAMES = re.compile("|".join(sorted(TABLES, key=len, reverse=True)))
+
+
 class Cursor:
     """A PyMySQL cursor that speaks this backend's table names. ``_sql.py`` and this module name
     the tables ``errands_jobs`` / ``_meta`` / ``_workers``; a ``table_prefix`` renames them here,
@@ -388,13 +514,15 @@ class Cursor:
 
     def __init__(self, cursor: Any, prefix: str) -> None:
         self._cursor = cursor
-        self._names = None if prefix == "errands_" else (prefix + "jobs", prefix + "meta", prefix + "workers")
+        self._names = None if prefix == "errands_" else {
+            name: prefix + name.removeprefix("errands_") for name in TABLES}
 
     def _sql(self, sql: str) -> str:
         if self._names is None:
             return sql
-        jobs, meta, workers = self._names
-        return sql.replace(TABLE, jobs).replace(META_TABLE, meta).replace(WORKER_TABLE, workers)
+        # one pass, longest name first: a renamed table is never renamed again
+        names = self._names
+        return _TABLE_NAMES.sub(lambda m: names[m.group(0)], sql)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> int:
         return int(self._cursor.execute(self._sql(sql), tuple(parameters) or None))
@@ -447,6 +575,49 @@ def insert(cur: Cursor, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
             cur.execute("ROLLBACK")
             return insert_jobs(cur, rows, insert_sql=INSERT, placeholder="%s")
     return [answers.get(index) or Enqueued(row[0], True) for index, row in enumerate(rows)]
+
+
+def insert_each(cur: Cursor, jobs: Sequence[NewJob], rows: list[tuple[Any, ...]], now: float) -> list[Enqueued]:
+    """A batch with unique_for / debounce jobs: row by row in batch order (a later job sees an
+    earlier one's key), all or none in a savepoint (inside a caller's transaction too)."""
+    cur.execute("SAVEPOINT errands_keyed")
+    try:
+        result = [_insert_keyed(cur, job, row, now) if keyed_window(job)
+                  else insert_jobs(cur, [row], insert_sql=INSERT, placeholder="%s")[0]
+                  for job, row in zip(jobs, rows, strict=True)]
+        cur.execute("RELEASE SAVEPOINT errands_keyed")
+    except BaseException:
+        with suppress(Exception):  # leave the transaction as before the batch
+            cur.execute("ROLLBACK TO SAVEPOINT errands_keyed")
+        raise
+    return result
+
+
+def _insert_keyed(cur: Cursor, job: NewJob, row: tuple[Any, ...], now: float) -> Enqueued:
+    """One job whose key has a window (memory.py's order): an existing id answers itself; an
+    unfinished holder (locked, so enqueues of the key take turns) is debounced if it has not
+    started and answers; with unique_for the newest job created within the window answers;
+    else the job is inserted. An insert that loses the key to a concurrent enqueue looks again."""
+    cur.execute(f"SELECT 1 FROM {TABLE} WHERE id = %s", (job.id,))
+    if cur.fetchone() is not None:
+        return Enqueued(job.id, False)
+    for _ in range(3):
+        cur.execute(KEY_HOLDER, (job.unique_key,))
+        holder = cur.fetchone()
+        if holder is not None:
+            holder_id = text(holder[0])
+            if job.debounce is not None and holder[1] in ("scheduled", "available"):
+                cur.execute(DEBOUNCE, (job.args, job.kwargs, job.meta, now + job.debounce, holder_id))
+            return Enqueued(holder_id, False)
+        if job.unique_for is not None:
+            cur.execute(RECENT_HOLDER, (job.unique_key, now - job.unique_for))
+            recent = cur.fetchone()
+            if recent is not None:
+                return Enqueued(text(recent[0]), False)
+        cur.execute(INSERT, row)
+        if cur.rowcount == 1:
+            return Enqueued(job.id, True)
+    return insert_jobs(cur, [row], insert_sql=INSERT, placeholder="%s")[0]
 
 
 def _known(cur: Cursor, rows: list[tuple[Any, ...]]) -> dict[int, Enqueued]:

@@ -57,6 +57,7 @@ from ._sql import (
     fold_counts,
     insert_jobs,
     insert_row,
+    keyed_window,
     run_migrations,
     settle_row,
     translate_errors,
@@ -75,6 +76,7 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    SlotRequest,
     Throughput,
     WorkerInfo,
     check_buckets,
@@ -93,6 +95,8 @@ _POLL_MIN, _POLL_MAX = 0.002, 0.05  # wait()'s polling: first pause, longest pau
 _DUE_SCAN = 1000  # due scheduled jobs a claim of named queues looks through (maintain promotes all)
 _PURGE_CHUNK = 2000  # rows deleted per transaction, so others get the rows' locks in between
 _MIGRATION_WAIT = 20  # seconds to wait for another process migrating the schema
+_PURGE_LIMITS_EVERY = 30.0  # seconds between one process's sweeps of lapsed slot and rate rows
+_PURGE_LIMITS_CHUNK = 1000  # rows of each kind a sweep deletes
 
 
 class MysqlBackend(Backend):
@@ -104,7 +108,8 @@ class MysqlBackend(Backend):
 
     capabilities = frozenset({Capability.TRANSACTIONAL_ENQUEUE, Capability.MULTI_PROCESS,
                               Capability.PERSISTENT, Capability.QUERIES,
-                              Capability.PRIORITIES, Capability.UNIQUE})
+                              Capability.PRIORITIES, Capability.UNIQUE, Capability.QUEUE_CONTROL,
+                              Capability.LIMITS, Capability.WORKFLOWS})
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)
@@ -112,6 +117,7 @@ class MysqlBackend(Backend):
         self._opened = False
         self._server: tuple[Any, ...] | None = None  # (database, hostname, port) of our connections
         self._offset, self._synced_at, self._last_now = 0.0, -1e18, 0.0
+        self._limits_swept = -1e18  # monotonic time of this process's last sweep of limit rows
         self._reset_connections()
         if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
             os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
@@ -214,15 +220,18 @@ class MysqlBackend(Backend):
             return []
         now = self.now()
         rows = [insert_row(job, now) for job in jobs]
+        keyed = any(keyed_window(job) for job in jobs)
         if connection is None:
-            result = self._sessions.run(partial(q.insert, rows=rows))
+            insert = partial(q.insert_each, jobs=jobs, rows=rows, now=now) if keyed else partial(q.insert, rows=rows)
+            result = self._sessions.run(insert)
         else:
-            result = self._enqueue_through(connection, rows)
+            result = self._enqueue_through(connection, rows, jobs if keyed else None, now)
         if any(row[5] == "available" for row in rows):
             self.notify()
         return result
 
-    def _enqueue_through(self, connection: object, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
+    def _enqueue_through(self, connection: object, rows: list[tuple[Any, ...]], keyed: Sequence[NewJob] | None,
+                         now: float) -> list[Enqueued]:
         """Write with the caller's PyMySQL connection inside its transaction and leave it open:
         the caller's commit or rollback decides. On an autocommit connection with no transaction
         open the batch commits on its own (still all or none)."""
@@ -242,7 +251,10 @@ class MysqlBackend(Backend):
             if own:
                 connection.begin()
             try:
-                result = insert_jobs(cursor, rows, insert_sql=q.INSERT, placeholder="%s")
+                if keyed is not None:  # unique_for / debounce: row by row
+                    result = q.insert_each(cursor, keyed, rows, now)
+                else:
+                    result = insert_jobs(cursor, rows, insert_sql=q.INSERT, placeholder="%s")
                 if own:
                     connection.commit()
             except BaseException:
@@ -264,7 +276,7 @@ class MysqlBackend(Backend):
         if names is None:
             params: tuple[Any, ...] = (window, now, window, window, now, limit)
         else:
-            arms = tuple(value for name in names for value in (name, window))
+            arms = tuple(value for name in names for value in (name, name, window))
             params = (*arms, now, _DUE_SCAN, *names, window, now, limit)
 
         def run(cur: q.Cursor) -> list[Any]:
@@ -330,18 +342,19 @@ class MysqlBackend(Backend):
             self.notify()
         return fenced
 
-    def release(self, claims: Sequence[Claim]) -> None:
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
         if not claims:
             return
-        now = self.now()
+        now, delay = self.now(), max(float(delay), 0.0)
 
         def run(cur: q.Cursor) -> None:
             kept, _ = q.owned_ids(cur, claims)
             if kept:
-                cur.execute(q.by_ids(q.RELEASE, len(kept)), (now, *kept))
+                cur.execute(q.by_ids(q.RELEASE, len(kept)), (delay, now + delay, *kept))
 
         self._sessions.run(run)
-        self.notify()
+        if delay == 0:
+            self.notify()
 
     def maintain(self, limit: int = 1000) -> Maintenance:
         if limit <= 0:
@@ -378,11 +391,12 @@ class MysqlBackend(Backend):
         deadline, generation = time.monotonic() + timeout, self._generation  # an int read is atomic
         names = None if queues is None else list(dict.fromkeys(queues))
         probe, pause = q.probe_sql(None if names is None else len(names)), _POLL_MIN
+        params = () if names is None else tuple(value for name in names for value in (name, name))
         while True:
             remaining = deadline - time.monotonic()
             try:
                 if names != []:
-                    ((ready, due),) = self._sessions.rows(probe, names or ())
+                    ((ready, due),) = self._sessions.rows(probe, params)
                     now = self.now()
                     if ready or (due is not None and float(due) <= now):
                         return
@@ -454,6 +468,117 @@ class MysqlBackend(Backend):
             if len(ids) < _PURGE_CHUNK:
                 return removed
             after = ids[-1]
+
+    # queue control and workflows ----------------------------------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        names = sorted(set(queues))
+        if not names:
+            return
+        if paused:
+            self._sessions.run(lambda cur: cur.execute(q.PAUSE.format(rows=q.values_rows(len(names), 1)), names))
+        else:
+            self._sessions.run(lambda cur: cur.execute(q.by_ids(q.RESUME, len(names)), names))
+            self.notify()  # other processes see it at their next poll (wait() polls every 50 ms)
+
+    def paused_queues(self) -> frozenset[str]:
+        return frozenset(q.text(row[0]) for row in self._sessions.rows(q.PAUSED))
+
+    def wake(self, job_ids: Sequence[str]) -> int:
+        ids = sorted(set(job_ids))
+        if not ids:
+            return 0
+        now = self.now()
+        moved: int = self._sessions.run(lambda cur: cur.execute(q.by_ids(q.WAKE, len(ids)), (now, *ids)))
+        if moved:
+            self.notify()
+        return moved
+
+    def get_many(self, job_ids: Sequence[str]) -> builtins.list[JobRecord]:
+        ids = sorted(set(job_ids))
+        if not ids:
+            return []
+        return [q.record(row) for row in self._sessions.rows(q.by_ids(q.GET_MANY, len(ids)), ids)]
+
+    # limits -------------------------------------------------------------------------------------
+    def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
+        """One transaction: lock the keys' mutex rows (sorted), drop their lapsed holds, read the
+        live ones, decide in request order as memory.py does, store the grants."""
+        if not requests:
+            return []
+        keys = sorted({r.key for r in requests})
+        now = self.now()
+
+        def run(cur: q.Cursor) -> builtins.list[bool]:
+            cur.execute(q.SLOT_LOCK.format(rows=q.values_rows(len(keys), 1)), keys)
+            cur.execute(q.by_ids(q.SLOT_LAPSED, len(keys)), (*keys, now))
+            cur.execute(q.by_ids(q.SLOT_LIVE, len(keys)), keys)
+            live: dict[str, set[str]] = {}
+            for key, holder in cur.fetchall():
+                live.setdefault(q.text(key), set()).add(q.text(holder))
+            granted: builtins.list[bool] = []
+            held: dict[tuple[str, str], None] = {}
+            for request in requests:
+                holders = live.setdefault(request.key, set())
+                ok = request.holder in holders or len(holders) < request.limit
+                if ok:
+                    holders.add(request.holder)
+                    held[(request.key, request.holder)] = None
+                granted.append(ok)
+            if held:
+                values = [v for key, holder in held for v in (key, holder, now + ttl)]
+                cur.execute(q.SLOT_HOLD.format(rows=q.values_rows(len(held), 3)), values)
+            return granted
+
+        granted = self._sessions.run(run)
+        self._sweep_limits(now)
+        return granted
+
+    def release_slots(self, held: Sequence[tuple[str, str]]) -> None:
+        pairs = sorted(set(held))
+        if pairs:
+            values = [v for pair in pairs for v in pair]
+            self._sessions.run(lambda cur: cur.execute(q.SLOT_UNHOLD.format(ids=q.values_rows(len(pairs), 2)), values))
+
+    def slot_usage(self) -> dict[str, int]:
+        return {q.text(key): int(n) for key, n in self._sessions.rows(q.SLOT_USAGE, (self.now(),))}
+
+    def take_rate(self, key: str, limit: int, period: float) -> float:
+        """One upsert that grants (storing the new tat) or refuses (changing nothing); after a
+        refusal, in the same transaction, the wait from the tat the upsert keeps locked."""
+        if limit < 1 or not period > 0:
+            raise ConfigurationError(f"a rate limit needs limit >= 1 and period > 0, got {limit}/{period}")
+        interval, period, now = float(period) / limit, float(period), self.now()
+
+        def run(cur: q.Cursor) -> float:
+            changed = cur.execute(q.RATE_TAKE, (key, now + interval, now, interval, now, period, now, interval))
+            if changed:
+                return 0.0
+            cur.execute(q.RATE_READ, (key,))
+            row = cur.fetchone()
+            wait = max(float(row[0]), now) + interval - period - now if row is not None else interval
+            # a tat too far from now for interval to change it: the step granted without a write
+            return 0.0 if wait <= 1e-9 else wait
+
+        wait = self._sessions.run(run)
+        self._sweep_limits(now)
+        return wait
+
+    def _sweep_limits(self, now: float) -> None:
+        """Now and then delete lapsed holds, keys without holds and spent rate rows, a chunk of
+        each, so the tables stay as small as the keys in use. A failure waits for the next sweep."""
+        if time.monotonic() - self._limits_swept < _PURGE_LIMITS_EVERY:
+            return
+        self._limits_swept = time.monotonic()
+
+        def sweep(cur: q.Cursor) -> None:
+            cur.execute(q.PURGE_SLOTS, (now, _PURGE_LIMITS_CHUNK))
+            cur.execute(q.PURGE_SLOT_KEYS, (_PURGE_LIMITS_CHUNK,))
+            cur.execute(q.PURGE_RATES, (now, _PURGE_LIMITS_CHUNK))
+
+        try:
+            self._sessions.run(sweep)
+        except BackendUnavailable as exc:
+            log.debug("sweeping lapsed slots and rates failed: %s", exc)
 
     # observability ------------------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo, ttl: float) -> None:
