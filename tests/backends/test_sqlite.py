@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from errands.backends import sqlite as sqlite_module
-from errands.backends.base import Claim, JobQuery, NewJob, Outcome
+from errands.backends.base import Claim, JobQuery, NewJob, Outcome, SlotRequest
 from errands.backends.memory import MemoryBackend
 from errands.backends.sqlite import SqliteBackend, parse_url
 from errands.config import Settings
@@ -624,7 +624,7 @@ def _random_step(rng: random.Random, clock: _Clock, backends: list[Any], held: l
                  stale: list[list[Claim]], known: list[str]) -> list[Any]:
     """One random operation applied to every backend; returns each backend's comparable answer."""
     op = rng.choice(["enqueue", "enqueue", "claim", "claim", "extend", "settle", "settle", "release",
-                     "maintain", "tick", "cancel", "retry", "purge"])
+                     "maintain", "tick", "cancel", "retry", "purge", "pause", "wake", "limits"])
     if op == "enqueue":
         batch = []
         # Ids are reused only while their job exists: memory.py promotes a purged-then-re-enqueued
@@ -635,7 +635,8 @@ def _random_step(rng: random.Random, clock: _Clock, backends: list[Any], held: l
             when = rng.choice([None, None, clock.now - 3, clock.now + rng.choice([1, 5, 20])])
             batch.append(job(job_id, queue=rng.choice(["a", "b"]), priority=rng.randint(-1, 2),
                              max_attempts=rng.randint(1, 3), run_at=when, delay=rng.choice([0, 0, 4]),
-                             unique_key=rng.choice([None, None, "k1", "k2"])))
+                             unique_key=rng.choice([None, None, "k1", "k2"]), unique_for=rng.choice([None, None, 8]),
+                             debounce=rng.choice([None, None, None, 0, 3])))
         known.extend(dict.fromkeys(j.id for j in batch if j.id not in known))
         return [b.enqueue(batch) for b in backends]
     if op == "claim":
@@ -664,12 +665,32 @@ def _random_step(rng: random.Random, clock: _Clock, backends: list[Any], held: l
             answers.append(b.settle(outcomes))
         return answers
     if op == "release":
+        delay = rng.choice([0, 0, 2])
         for b, mine in zip(backends, held):
-            b.release([mine.pop(i) for i in picked if i in mine])
+            b.release([mine.pop(i) for i in picked if i in mine], delay=delay)
         return []
+    if op == "pause":
+        queues, paused = rng.sample(["a", "b"], rng.randint(1, 2)), rng.random() < 0.6
+        for b in backends:
+            b.set_paused(queues, paused)
+        return [sorted(b.paused_queues()) for b in backends]
+    if op == "limits":
+        key = rng.choice(["x", "y"])
+        if rng.random() < 0.3:
+            return [b.take_rate(key, 2, 4.0) for b in backends]
+        holders = [f"h{rng.randint(0, 3)}" for _ in range(rng.randint(1, 3))]
+        if rng.random() < 0.3:
+            for b in backends:
+                b.release_slots([(key, h) for h in holders])
+            return [sorted(b.slot_usage().items()) for b in backends]
+        ttl = rng.choice([1, 5])
+        return [(b.acquire_slots([SlotRequest(key, h, 2) for h in holders], ttl), sorted(b.slot_usage().items()))
+                for b in backends]
     if op == "maintain":
         return [b.maintain(1000) for b in backends]  # memory reaps in set order: a lower limit differs
     targets = rng.sample(known, min(len(known), 3)) + ["missing"]
+    if op == "wake":
+        return [b.wake(targets) for b in backends]
     if op == "cancel":
         return [dict(b.cancel(targets)) for b in backends]
     if op == "retry":

@@ -50,6 +50,7 @@ from ._sql import (
     fold_counts,
     insert_jobs,
     insert_row,
+    keyed_window,
     purge_chunk,
     record_from_row,
     retry_while,
@@ -147,7 +148,7 @@ _UNIX_EPOCH_JD = 2440587.5  # julianday('1970-01-01 00:00:00')
 # While some queue is paused, claim(None) unions per-queue scans of the runnable queues up to
 # this many; past it, one scan of every available job that skips paused rows one by one.
 _UNION_QUEUES = 32
-_STATE_AT, _RUN_AT = INSERT_COLUMNS.index("state"), INSERT_COLUMNS.index("run_at")
+_STATE_AT = INSERT_COLUMNS.index("state")
 
 
 # clock --------------------------------------------------------------------------------------------
@@ -458,7 +459,7 @@ class SqliteBackend(Backend):
         if not jobs:
             return []
         now = self.now()
-        rows = [_insert_row(job, now) for job in jobs]
+        rows = [insert_row(job, now) for job in jobs]
         if connection is None:
             result = self._write(lambda cur: _insert(cur, jobs, rows, now))
         else:
@@ -740,32 +741,17 @@ class SqliteBackend(Backend):
         return throughput_buckets(since, bucket, now, rows)
 
 
-def _insert_row(job: NewJob, now: float) -> tuple[Any, ...]:
-    """``insert_row``, with a debounced job due ``debounce`` seconds from now."""
-    row = insert_row(job, now)
-    if job.debounce is None:
-        return row
-    run_at = now + max(job.debounce, 0.0)
-    values = list(row)
-    values[_RUN_AT], values[_STATE_AT] = run_at, "scheduled" if run_at > now else "available"
-    return tuple(values)
-
-
-def _windowed(job: NewJob) -> bool:
-    return bool(job.unique_key) and (job.unique_for is not None or job.debounce is not None)
-
-
 def _insert(cur: sqlite3.Cursor, jobs: Sequence[NewJob], rows: list[tuple[Any, ...]], now: float) -> list[Enqueued]:
     """Store ``rows`` (made from ``jobs``) all or none, in order. Plain jobs go in batches (one
     executemany); a job with unique_for or debounce looks at its key's holder first, row by row."""
-    if not any(map(_windowed, jobs)):
+    if not any(map(keyed_window, jobs)):
         return insert_jobs(cur, rows, insert_sql=_INSERT)
     cur.execute("SAVEPOINT errands_enqueue")
     try:
         results: list[Enqueued] = []
         plain: list[tuple[Any, ...]] = []
         for job, row in zip(jobs, rows):
-            if not _windowed(job):
+            if not keyed_window(job):
                 plain.append(row)
                 continue
             if plain:  # in order: a later job must see the keys of the ones before it
@@ -792,7 +778,7 @@ def _insert_windowed(cur: sqlite3.Cursor, job: NewJob, row: tuple[Any, ...], now
     holder = cur.execute(UNIQUE_HOLDER, (job.unique_key,)).fetchone()
     if holder is not None:
         if job.debounce is not None and holder[1] in ("scheduled", "available"):
-            cur.execute(DEBOUNCE, (job.args, job.kwargs, job.meta, now + max(job.debounce, 0.0), holder[0]))
+            cur.execute(DEBOUNCE, (job.args, job.kwargs, job.meta, now + job.debounce, holder[0]))
         return Enqueued(_text(holder[0]), False)
     if job.unique_for is not None:
         recent = cur.execute(UNIQUE_RECENT, (job.unique_key, now - job.unique_for)).fetchone()
