@@ -311,6 +311,40 @@ def test_processes_never_claim_a_job_twice(backend: SqliteBackend, db_path: Path
     assert raw(db_path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+_LIMITER = r"""
+import json, sys
+from errands.backends.base import SlotRequest
+from errands.backends.sqlite import SqliteBackend
+from errands.config import Settings
+backend = SqliteBackend(sys.argv[1], Settings())
+name = sys.argv[2]
+print("ready", flush=True)
+sys.stdin.readline()  # every process starts at once
+slots = [h for h in (f"{name}-{n}" for n in range(40)) if backend.acquire_slots([SlotRequest("hot", h, 3)], 60) == [True]]
+rates = sum(backend.take_rate("shared", 5, 3600.0) == 0.0 for _ in range(40))
+backend.close()
+print(json.dumps([slots, rates]))
+"""
+
+
+@pytest.mark.slow
+def test_processes_share_slot_and_rate_limits(backend: SqliteBackend, db_path: Path, src_path: str) -> None:
+    env = {**os.environ, "PYTHONPATH": src_path}
+    workers = [subprocess.Popen([sys.executable, "-c", _LIMITER, f"sqlite:///{db_path}", f"p{i}"], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(4)]
+    for process in workers:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    for process in workers:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    results = [json.loads(process.communicate(timeout=90)[0]) for process in workers]
+    assert all(process.returncode == 0 for process in workers)
+    holders = [h for slots, _ in results for h in slots]
+    assert len(holders) == 3 and backend.slot_usage() == {"hot": 3}
+    assert sum(rates for _, rates in results) == 5
+
+
 _CHURN = r"""
 import sys, uuid
 from errands.backends.base import NewJob, Outcome
