@@ -270,7 +270,7 @@ def test_docs_screenshots_of_a_realistic_day(tmp_path: Path, browser: Browser) -
 
     import uvicorn
 
-    from errands.backends.base import WorkerInfo
+    from errands.backends.base import SlotRequest, WorkerInfo
 
     app = Errands(f"sqlite:///{tmp_path / 'demo.db'}")
 
@@ -289,6 +289,15 @@ def test_docs_screenshots_of_a_realistic_day(tmp_path: Path, browser: Browser) -
     def monthly_report(account: str) -> str:
         return f"s3://reports/{account}/2026-10.pdf"
 
+    @app.job(queue="reports")
+    def album_ready(summary: dict[str, object], album: str) -> None: ...
+
+    @app.job(queue="crm", concurrency=5, rate_limit="100/m")
+    def sync_crm(account: str) -> None: ...
+
+    @app.job(queue="crm", concurrency=1, limit_key=lambda account, **_: account)
+    def rebuild_ledger(account: str) -> None: ...
+
     @app.periodic(cron="*/5 * * * *")
     def sweep_sessions() -> None: ...
 
@@ -305,6 +314,15 @@ def test_docs_screenshots_of_a_realistic_day(tmp_path: Path, browser: Browser) -
                    (now,))
         db.execute("UPDATE errands_jobs SET started_at = finished_at - 0.05 - (abs(random()) % 900) / 1000.0, "
                    "created_at = finished_at - 2.5, run_at = finished_at - 2.5")
+    # a workflow under way: the images are resized (one fails), the reports queue is paused
+    app.pause_queue("reports")
+    album = app.group([resize.s(f"album-{n:02d}") for n in range(1, 9)] + [monthly_report.s("acct-albums")]) \
+        .then(album_ready.s("summer-2026")).perform()
+    app.run_worker(queues=["images"], burst=True, concurrency=4, install_signals=False)
+    app.limit_queue("images", concurrency=4, rate_limit="20/s")
+    app.backend.acquire_slots([SlotRequest("job:sync_crm", f"busy-{n}", 5) for n in range(3)]
+                              + [SlotRequest(f"job:rebuild_ledger:acct-{n}", "busy", 1) for n in (4, 17)]
+                              + [SlotRequest("queue:images", f"busy-{n}", 4) for n in range(4)], 600)
     resize.perform_in(600, "img9999", width=1024)
     monthly_report.perform_in(3600, "acct-99")
     send_welcome.perform_many([((n,), {}) for n in range(900, 912)])
@@ -327,7 +345,8 @@ def test_docs_screenshots_of_a_realistic_day(tmp_path: Path, browser: Browser) -
         base = f"http://127.0.0.1:{port}"
         sign_in(browser, base)
         for name, path in (("overview", "/"), ("jobs", "/jobs?state=failed"), ("job", f"/jobs/{failed}"),
-                           ("workers", "/workers"), ("periodic", "/periodic")):
+                           ("workers", "/workers"), ("periodic", "/periodic"), ("queues", "/queues"),
+                           ("limits", "/limits"), ("workflow", f"/jobs/{album.id}")):
             browser.page.goto(base + path)
             browser.shot(f"docs-{name}")
         assert browser.errors == [] and browser.dialogs == []
