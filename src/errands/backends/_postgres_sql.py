@@ -328,9 +328,12 @@ class Statements:
     def key_holder(self) -> str:
         """Who holds a key: an unfinished job, else (with ``%(window)s`` seconds, or NULL) the
         newest job created within the window, whatever its state."""
-        return (f"SELECT id FROM {self.jobs} WHERE unique_key = %(key)s AND (state IN {ACTIVE_SQL} "
-                f"OR created_at > {NOW} - %(window)s) ORDER BY state IN {ACTIVE_SQL} DESC, created_at DESC "
-                "LIMIT 1")
+        # two arms, each one index probe (the partial unique index; the newest entry of the key in
+        # (unique_key, created_at)), however many finished jobs the key has had
+        return (f"SELECT id FROM ((SELECT id, 0 AS rank FROM {self.jobs} WHERE unique_key = %(key)s "
+                f"AND state IN {ACTIVE_SQL}) UNION ALL (SELECT id, 1 FROM {self.jobs} WHERE unique_key = %(key)s "
+                f"AND created_at > {NOW} - %(window)s::float8 ORDER BY created_at DESC LIMIT 1)) AS h "
+                "ORDER BY rank LIMIT 1")
 
     # limits -----------------------------------------------------------------------------------
     @cached_property
