@@ -95,8 +95,7 @@ def limit_rows(app: Errands) -> tuple[list[LimitRow], bool]:
                 running += count
         rows.append(LimitRow(scope, target, key, limits.concurrency, rate_text(limits.rate), partitioned,
                              running=None if usage is None else running, partitions=partitions))
-    order = {id(row): (row.scope != "job", row.target) for row in rows}
-    rows.sort(key=lambda row: order[id(row)])
+    rows.sort(key=lambda row: (row.scope != "job", row.target))
     for used_key, count in sorted(left.items()):
         scope, _, target = used_key.partition(":")
         rows.append(LimitRow(scope or "?", target or used_key, used_key, declared=False, running=count))
