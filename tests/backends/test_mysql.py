@@ -583,3 +583,45 @@ def test_worker_registry_and_throughput(backend: MysqlBackend) -> None:
                     for i, c in enumerate(claims)])
     buckets = backend.throughput(since, 60)
     assert sum(s for _, s, _ in buckets) == 2 and sum(f for _, _, f in buckets) == 1
+
+
+# paused queues and limits (#9) ------------------------------------------------------------------------
+def test_an_idle_worker_sleeps_while_only_paused_work_exists_and_sees_a_resume_elsewhere(
+        backend: MysqlBackend, url: str) -> None:
+    backend.set_paused(["mail"], True)
+    due = job(queue="mail", delay=0.05)
+    backend.enqueue([job(queue="mail"), due])
+    wait_until(lambda: backend.now() > (backend.get(due.id).run_at or 0) + 0.05 or None, timeout=5,  # type: ignore[union-attr]
+               message="the scheduled job of the paused queue to come due")
+    for queues in (None, ["mail"]):
+        started = time.monotonic()
+        backend.wait(queues, 0.4)
+        assert time.monotonic() - started >= 0.35, f"wait({queues}) returned early: paused work counted"
+    other = MysqlBackend(url, Settings())  # another process: seen at this one's next poll
+    woke: list[float] = []
+    waiter = threading.Thread(target=lambda: (backend.wait(["mail"], 10), woke.append(time.monotonic())))
+    try:
+        waiter.start()
+        time.sleep(0.3)
+        assert not woke
+        resumed = time.monotonic()
+        other.set_paused(["mail"], False)
+        waiter.join(10)
+        assert woke and woke[0] - resumed < 1.0
+    finally:
+        other.close()
+
+
+def test_lapsed_slots_empty_keys_and_spent_rates_are_swept(backend: MysqlBackend, prefix: str) -> None:
+    from errands.backends.base import SlotRequest
+
+    assert backend.acquire_slots([SlotRequest(f"k{i}", "h", 1) for i in range(5)], ttl=0.05) == [True] * 5
+    taken_at = backend.now()
+    assert backend.take_rate("r", 100, 0.1) == 0.0  # its tat: now + 1 ms
+    wait_until(lambda: backend.slot_usage() == {} and backend.now() > taken_at + 0.01 or None, timeout=5,
+               message="the holds to lapse and the rate's tat to pass")
+    backend._limits_swept = -1e18  # the sweep is due (it runs every 30 s per process)
+    assert backend.acquire_slots([SlotRequest("live", "h", 1)], ttl=30) == [True]
+    assert sql(prefix, f"SELECT slot_key, holder FROM {q.SLOTS_TABLE}") == [(b"live", b"h")]
+    assert sql(prefix, f"SELECT slot_key FROM {q.SLOT_KEYS_TABLE}") == [(b"live",)]
+    assert sql(prefix, f"SELECT rate_key FROM {q.RATES_TABLE}") == []

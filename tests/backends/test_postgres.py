@@ -29,8 +29,8 @@ psycopg = pytest.importorskip("psycopg")
 from errands import Errands
 from errands._ids import new_id
 from errands.backends import open_backend
-from errands.backends.base import CancelResult, JobQuery, NewJob, Outcome, WorkerInfo
 from errands.backends._postgres_sql import Statements
+from errands.backends.base import CancelResult, JobQuery, NewJob, Outcome, WorkerInfo
 from errands.backends.postgres import PostgresBackend, parse_url
 from errands.config import Settings
 from errands.errors import BackendUnavailable, ConfigurationError, SerializationError
@@ -617,3 +617,44 @@ def test_migrate_command_reports_the_schema_version(url: str, src_path: str) -> 
                             text=True, timeout=60, env={"PYTHONPATH": src_path, "COLUMNS": "200"}, check=False)
     assert result.returncode == 0, result.stderr
     assert f"version {LATEST}" in result.stdout
+
+
+# paused queues and limits (#9) ------------------------------------------------------------------------
+def test_an_idle_worker_sleeps_while_only_paused_work_exists_and_a_resume_elsewhere_wakes_it(
+        backend: PostgresBackend, url: str) -> None:
+    backend.enqueue([job("mail")])
+    backend.set_paused(["mail"], True)
+    backend.wait(None, 2.0)  # starts the LISTEN thread, whose (re)connect wakes every waiter once
+    for queues in (None, ["mail"]):
+        started = time.monotonic()
+        backend.wait(queues, 0.4)
+        assert time.monotonic() - started >= 0.35, f"wait({queues}) returned early: the paused job counted"
+    other = make(url)  # another process's resume reaches this one by NOTIFY, not by polling
+    woke: list[float] = []
+    waiter = threading.Thread(target=lambda: (backend.wait(["mail"], 10), woke.append(time.monotonic())))
+    try:
+        waiter.start()
+        time.sleep(0.3)  # let the waiter probe and block (it must not see the job yet)
+        assert not woke
+        resumed = time.monotonic()
+        other.set_paused(["mail"], False)
+        waiter.join(10)
+        assert woke and woke[0] - resumed < 2.0
+    finally:
+        other.close()
+
+
+def test_lapsed_slots_and_spent_rates_are_swept(backend: PostgresBackend, schema: str) -> None:
+    from errands.backends.base import SlotRequest
+
+    assert backend.acquire_slots([SlotRequest(f"k{i}", "h", 1) for i in range(5)], ttl=0.05) == [True] * 5
+    taken_at = backend.now()
+    assert backend.take_rate("r", 100, 0.1) == 0.0  # its tat: now + 1 ms
+    wait_until(lambda: backend.slot_usage() == {} and backend.now() > taken_at + 0.01 or None, timeout=5,
+               message="the holds to lapse and the rate's tat to pass")
+    backend._limits_swept = -float("inf")  # the sweep is due (it runs every 30 s per process)
+    assert backend.acquire_slots([SlotRequest("live", "h", 1)], ttl=30) == [True]
+    with raw() as conn:
+        slots = conn.execute(f'SELECT key FROM "{schema}".errands_slots').fetchall()
+        rates = conn.execute(f'SELECT key FROM "{schema}".errands_rates').fetchall()
+    assert slots == [("live",)] and rates == []
