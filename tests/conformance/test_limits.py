@@ -107,6 +107,23 @@ def test_limit_key_partitions_the_limit(app: Errands, url: str) -> None:
     assert meter.peak == {"ann": 1, "bob": 1, "cy": 1}
 
 
+def test_a_limit_key_of_none_means_the_job_wide_limit(app: Errands, url: str) -> None:
+    meter = Meter()
+
+    def define(target: Errands) -> Any:
+        @target.job(name="notify", concurrency=1, limit_key=lambda team=None: team, retries=0)
+        def notify(team: str | None = None) -> None:
+            with meter.run():
+                pass
+
+        return notify
+
+    notify = define(app)
+    with two_workers(app, url, define):
+        _all_succeeded(app, notify.perform_many([((), {}) for _ in range(6)]))
+    assert meter.peak["all"] == 1
+
+
 def test_a_queue_limit_holds_for_every_job_of_the_queue(app: Errands, url: str) -> None:
     meter = Meter()
 

@@ -124,20 +124,21 @@ class Gate:
         limits = handler.options.limits if handler is not None else None
         if limits is not None:
             key = f"job:{claim.name}"
-            if limits.key is not None:
-                key = f"{key}:{self._partition(claim, prefix, limits)}"
+            partition = self._partition(claim, prefix, limits) if limits.key is not None else None
+            if partition is not None:  # limit_key answered None: the job-wide limit
+                key = f"{key}:{partition}"
             scopes.append((key, limits))
         queue_limits = self.app.queue_limits.get(claim.queue)
         if queue_limits is not None:
             scopes.append((f"queue:{claim.queue}", queue_limits))
         return scopes
 
-    def _partition(self, claim: Claim, prefix: list[Any], limits: Limits) -> str:
+    def _partition(self, claim: Claim, prefix: list[Any], limits: Limits) -> str | None:
         from ..encryption import open_arguments
 
         try:
             args, kwargs = open_arguments(claim.args, claim.kwargs, self.app.settings)
-            return str(limits.partition([*prefix, *args], kwargs))
+            return limits.partition([*prefix, *args], kwargs)
         except Exception as exc:  # the handler would fail on these arguments too: count them together
             logger.warning("limit_key of job %s (%s) raised %s; limiting it with the '?' partition",
                            claim.id, claim.name, exc)
