@@ -625,3 +625,13 @@ def test_lapsed_slots_empty_keys_and_spent_rates_are_swept(backend: MysqlBackend
     assert sql(prefix, f"SELECT slot_key, holder FROM {q.SLOTS_TABLE}") == [(b"live", b"h")]
     assert sql(prefix, f"SELECT slot_key FROM {q.SLOT_KEYS_TABLE}") == [(b"live",)]
     assert sql(prefix, f"SELECT rate_key FROM {q.RATES_TABLE}") == []
+
+
+def test_limit_keys_as_long_as_the_core_makes_them_fit(backend: MysqlBackend) -> None:
+    from errands.backends.base import SlotRequest
+
+    # "job:<name of 255 bytes>:<partition of 200 four-byte characters>", the longest the worker's gate builds
+    key = "job:" + "n" * 255 + ":" + "\U0001f600" * 200
+    assert backend.acquire_slots([SlotRequest(key, "x" * 64 + ":" + "t" * 160, 1)], ttl=30) == [True]
+    assert backend.slot_usage() == {key: 1}
+    assert backend.take_rate(key, 1, 60.0) == 0.0

@@ -185,14 +185,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"""CREATE TABLE IF NOT EXISTS {PAUSED_TABLE} (queue VARBINARY(255) NOT NULL PRIMARY KEY)
             ENGINE=InnoDB""",
         # Concurrency slots: a row per live hold; a row per key in SLOT_KEYS is the key's mutex
-        # (acquire_slots locks it with an upsert, then counts the holds).
+        # (acquire_slots locks it with an upsert, then counts the holds). Keys are the core's
+        # "job:<name>:<partition>" (name up to 255 bytes, partition up to 200 characters).
         f"""CREATE TABLE IF NOT EXISTS {SLOTS_TABLE} (
-            slot_key VARBINARY(512) NOT NULL, holder VARBINARY(255) NOT NULL, expires_at DOUBLE NOT NULL,
+            slot_key VARBINARY(1536) NOT NULL, holder VARBINARY(255) NOT NULL, expires_at DOUBLE NOT NULL,
             PRIMARY KEY (slot_key, holder), KEY expires_at (expires_at)) ENGINE=InnoDB""",
-        f"CREATE TABLE IF NOT EXISTS {SLOT_KEYS_TABLE} (slot_key VARBINARY(512) NOT NULL PRIMARY KEY) ENGINE=InnoDB",
+        f"CREATE TABLE IF NOT EXISTS {SLOT_KEYS_TABLE} (slot_key VARBINARY(1536) NOT NULL PRIMARY KEY) ENGINE=InnoDB",
         # Rate limits: one GCRA theoretical arrival time per key; a tat in the past means the
         # same as no row, so those are deleted now and then (by the tat index).
-        f"""CREATE TABLE IF NOT EXISTS {RATES_TABLE} (rate_key VARBINARY(512) NOT NULL PRIMARY KEY,
+        f"""CREATE TABLE IF NOT EXISTS {RATES_TABLE} (rate_key VARBINARY(1536) NOT NULL PRIMARY KEY,
             tat DOUBLE NOT NULL, KEY tat (tat)) ENGINE=InnoDB""",
         # unique_for: the newest job of a key whatever its state (unique_active holds unfinished
         # ones only). Redoable like step 2: added only when information_schema lacks it.
