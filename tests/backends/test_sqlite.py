@@ -445,6 +445,25 @@ def test_enqueue_through_a_caller_connection_reports_duplicates(backend: SqliteB
     assert backend.get("new") is None
 
 
+def test_debounce_and_unique_for_through_a_caller_connection_follow_its_transaction(
+        backend: SqliteBackend, db_path: Path) -> None:
+    backend.enqueue([job("holder", unique_key="k", debounce=60, args="[1]")])
+    before = backend.get("holder")
+    conn = raw(db_path, isolation_level="DEFERRED")
+    batch = [job("plain"), job("pushed", unique_key="k", debounce=120, args="[2]"), job("thrown", unique_key="t",
+                                                                                        unique_for=60)]
+    assert [(e.id, e.created) for e in backend.enqueue(batch, connection=conn)] == [
+        ("plain", True), ("holder", False), ("thrown", True)]
+    conn.rollback()
+    assert backend.get("holder") == before and backend.get("plain") is None and backend.get("thrown") is None
+    backend.enqueue(batch, connection=conn)
+    conn.commit()
+    holder = backend.get("holder")
+    assert holder is not None and holder.args == "[2]" and holder.run_at is not None
+    assert before is not None and before.run_at is not None and holder.run_at > before.run_at + 50
+    assert backend.enqueue([job("again", unique_key="t", unique_for=60)]) == [sqlite_module.Enqueued("thrown", False)]
+
+
 def test_enqueue_through_a_wrong_connection_is_refused(backend: SqliteBackend, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         backend.enqueue([job("a")], connection=object())
