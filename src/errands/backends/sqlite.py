@@ -15,6 +15,9 @@ survives a crash of any process) or ``?synchronous=full`` (survives power loss t
   it, which every process sharing the file shares, even one whose Python-level clock is shifted
   (freezegun, time-machine, a test's patch of ``time.time``). Read every few seconds and carried
   forward by the monotonic clock, as mysql.py does with the server's, so ``now()`` stays cheap.
+* Paused queues, slot holders and rate limits are small tables. A claim probes the paused one
+  by primary key (exact, never cached); slots and rates are read and written under the write
+  lock, so no two processes both take the last slot, and their expired rows go as calls pass.
 """
 
 from __future__ import annotations
