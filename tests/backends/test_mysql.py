@@ -635,3 +635,25 @@ def test_limit_keys_as_long_as_the_core_makes_them_fit(backend: MysqlBackend) ->
     assert backend.acquire_slots([SlotRequest(key, "x" * 64 + ":" + "t" * 160, 1)], ttl=30) == [True]
     assert backend.slot_usage() == {key: 1}
     assert backend.take_rate(key, 1, 60.0) == 0.0
+
+
+def test_debounce_and_unique_for_through_a_caller_connection_follow_its_transaction(backend: MysqlBackend) -> None:
+    backend.enqueue([job("holder", unique_key="k", debounce=60.0, args="[1]")])
+    before = backend.get("holder")
+    batch = [job("plain"), job("pushed", unique_key="k", debounce=120.0, args="[2]"),
+             job("thrown", unique_key="t", unique_for=60.0)]
+    conn = raw(autocommit=False)
+    try:
+        assert [(e.id, e.created) for e in backend.enqueue(batch, connection=conn)] == [
+            ("plain", True), ("holder", False), ("thrown", True)]
+        conn.rollback()
+        assert backend.get("holder") == before and backend.get("plain") is None and backend.get("thrown") is None
+        backend.enqueue(batch, connection=conn)
+        conn.commit()
+    finally:
+        conn.close()
+    holder = backend.get("holder")
+    assert holder is not None and holder.args == "[2]" and holder.run_at is not None
+    assert before is not None and before.run_at is not None and holder.run_at > before.run_at + 50
+    assert [(e.id, e.created) for e in backend.enqueue([job("again", unique_key="t", unique_for=60.0)])] == [
+        ("thrown", False)]

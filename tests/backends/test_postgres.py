@@ -658,3 +658,23 @@ def test_lapsed_slots_and_spent_rates_are_swept(backend: PostgresBackend, schema
         slots = conn.execute(f'SELECT key FROM "{schema}".errands_slots').fetchall()
         rates = conn.execute(f'SELECT key FROM "{schema}".errands_rates').fetchall()
     assert slots == [("live",)] and rates == []
+
+
+def test_debounce_and_unique_for_through_a_caller_connection_follow_its_transaction(backend: PostgresBackend) -> None:
+    backend.enqueue([job(id="holder", unique_key="k", debounce=60.0, args="[1]")])
+    before = backend.get("holder")
+    batch = [job(id="plain"), job(id="pushed", unique_key="k", debounce=120.0, args="[2]"),
+             job(id="thrown", unique_key="t", unique_for=60.0)]
+    with raw() as conn:
+        conn.autocommit = False
+        assert [(e.id, e.created) for e in backend.enqueue(batch, connection=conn)] == [
+            ("plain", True), ("holder", False), ("thrown", True)]
+        conn.rollback()
+        assert backend.get("holder") == before and backend.get("plain") is None and backend.get("thrown") is None
+        backend.enqueue(batch, connection=conn)
+        conn.commit()
+    holder = backend.get("holder")
+    assert holder is not None and holder.args == "[2]" and holder.run_at is not None
+    assert before is not None and before.run_at is not None and holder.run_at > before.run_at + 50
+    assert [(e.id, e.created) for e in backend.enqueue([job(id="again", unique_key="t", unique_for=60.0)])] == [
+        ("thrown", False)]

@@ -39,6 +39,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -369,9 +370,26 @@ class PostgresBackend(Backend):
         """A batch with unique_for / debounce jobs: row by row in batch order (a later job sees
         an earlier one's key), in one transaction (a savepoint inside a caller's), so still all
         or none."""
-        with conn.transaction():
+        def each() -> list[Enqueued]:
             return [self._enqueue_keyed(job, conn) if keyed_window(job) else self._insert([job], conn)[0]
                     for job in jobs]
+
+        if conn.autocommit:  # ours, or a caller's in autocommit: a transaction (a savepoint if one is open)
+            with conn.transaction():
+                return each()
+        # A caller's connection outside autocommit: psycopg's transaction() would COMMIT a
+        # transaction it opened itself, so a plain savepoint (whose statement opens the caller's
+        # transaction if none is) keeps the batch all or none and the commit the caller's.
+        cursor = conn.cursor()
+        cursor.execute("SAVEPOINT errands_keyed")
+        try:
+            result = each()
+        except BaseException:
+            with suppress(Exception):
+                cursor.execute("ROLLBACK TO SAVEPOINT errands_keyed")
+            raise
+        cursor.execute("RELEASE SAVEPOINT errands_keyed")
+        return result
 
     def _enqueue_keyed(self, job: NewJob, conn: Connection) -> Enqueued:
         """One job whose key has a window, under a transaction-scoped advisory lock on the key (so
