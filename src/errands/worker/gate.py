@@ -75,9 +75,20 @@ class Gate:
                 answer.failed.append(verdict)
             else:
                 ready.append((claim, verdict))
-        self._snooze(waiting, WAIT_POLL)
+        if waiting:
+            self._snooze(waiting, WAIT_POLL)
+            self._recheck(waiting, links)
         answer.run = self._within_limits(ready)
         return answer
+
+    def _recheck(self, waiting: list[Claim], links: dict[str, dict[str, Any]]) -> None:
+        """A dependency that finished while its step was claimed woke a running job, which does
+        nothing; now that the step is scheduled again, look once more and wake it ourselves."""
+        dependencies = self._dependencies({c.id: links[c.id] for c in waiting})
+        ready = [c.id for c in waiting
+                 if all(is_finished(dependencies.get(str(i))) for i in links[c.id]["after"])]
+        if ready:
+            self.backend.wake(ready)
 
     def _dependencies(self, links: dict[str, dict[str, Any]]) -> dict[str, JobInfo]:
         wanted = {str(i) for found in links.values() if isinstance(found.get("after"), list)

@@ -1,0 +1,41 @@
+"""The worker's gate between claim and run, driven step by step where timing matters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from errands import Errands, JobState
+from errands.backends.base import Claim, Outcome
+from errands.worker.gate import Gate
+
+
+def test_a_dependency_finishing_while_its_step_is_claimed_still_wakes_the_step() -> None:
+    """The member's wake-up lands while the callback is claimed (a no-op on a running job); the
+    gate, snoozing the callback, must notice the member finished and wake it itself."""
+    app = Errands("memory://")
+
+    @app.job(name="step")
+    def step(*args: Any) -> None: ...
+
+    handle = app.group([step.s(1)]).then(step.s()).perform()
+    member_id, callback_id = handle.ids
+    backend = app.backend
+    (member,) = backend.claim_ids([member_id], worker_id="w", lease=30)
+    backend.wake([callback_id])
+    (callback,) = backend.claim_ids([callback_id], worker_id="w", lease=30)
+    release = backend.release
+
+    def member_finishes_first(claims: list[Claim], delay: float = 0.0) -> None:
+        # the gate saw the member running; it finishes (and its wake-up finds the callback
+        # running) just before the gate snoozes the callback
+        backend.settle([Outcome(member.id, member.token, JobState.SUCCEEDED, result="1")])
+        assert backend.wake([callback_id]) == 0
+        release(claims, delay)
+
+    backend.release = member_finishes_first  # type: ignore[method-assign]
+    admitted = Gate(app, backend, lease=30).admit([callback])
+
+    assert admitted.run == [] and admitted.failed == []
+    record = backend.get(callback_id)
+    assert record is not None and record.state == "available", "woken, not asleep for WAIT_POLL"
+    assert record.attempts == 0
