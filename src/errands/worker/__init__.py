@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._states import TERMINAL_STATES
@@ -24,7 +23,7 @@ from ..config import check_queue_name
 from ..errors import ConfigurationError
 from ..scheduler import Scheduler
 from ._looper import Looper
-from ._signals import handling_signals
+from ._signals import relaying_signals
 from .executor import Executor
 from .gate import Gate
 from .reporting import Reporter
@@ -85,7 +84,8 @@ class Worker:
         backend = self.app.backend
         self.started_at = time.time()
         self._stopped.clear()
-        with handling_signals((signal.SIGTERM, signal.SIGINT), self._on_signal, install=self.install_signals):
+        # relayed: the handler takes locks (the stop Event's, the backend's) the main thread may hold
+        with relaying_signals((signal.SIGTERM, signal.SIGINT), self._on_signal, install=self.install_signals):
             self._run(backend)
 
     def _run(self, backend: Backend) -> None:
@@ -290,7 +290,7 @@ class Worker:
         self.reporter.retire(self.app.backend)
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int) -> None:
         if self._stopping.is_set():
             logger.warning("second signal: putting running jobs back now")
             self._force = True
