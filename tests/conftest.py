@@ -4,6 +4,7 @@ option the conformance suite reads, and the handler-flavour parametrisation."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,6 +28,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requires(capability): skip unless the backend declares this errands Capability"
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # what RabbitMQ tests declared from subprocesses (not recorded per test), under this session's
+    # prefixes only: a loaded broker with hundreds of leftover quorum queues times handshakes out
+    cleanup = sys.modules.get("tests._amqp_cleanup")
+    if cleanup is None:
+        return
+    print(f"\namqp sweep: {cleanup.sweep()}", file=sys.stderr)
 
 
 def wait_until(

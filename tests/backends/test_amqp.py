@@ -14,6 +14,7 @@ import pytest
 from errands import Errands
 from errands.backends.base import Claim, NewJob
 from errands.errors import BackendUnavailable, ConfigurationError, NotSupported
+from tests import _amqp_cleanup as amqp_cleanup
 from tests.conformance.conftest import _amqp_cleanup
 from tests.conftest import wait_until
 
@@ -22,6 +23,7 @@ pytest.importorskip("pika")
 
 @pytest.fixture
 def url() -> Iterator[str]:
+    amqp_cleanup.install()  # what the test declares is recorded, and deleted by _amqp_cleanup
     value = f"amqp://guest:guest@127.0.0.1:5672/?prefix=t{uuid.uuid4().hex[:8]}"
     yield value
     _amqp_cleanup(value)

@@ -154,8 +154,7 @@ def _mysql_dump(url: str, backend: Backend) -> str:
 
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-# queue names the suite uses: a test's work queues are deleted by these names (delay queues
-# expire by themselves; the session's last sweep removes whatever else a test declared)
+# queue names the suite uses: a dump reads this test's work queues by these names
 SUITE_QUEUES = ("default", "mail", "media", "ident", "alpha", "beta", "gamma", "mine", "theirs", "other", "cron")
 
 
@@ -187,25 +186,17 @@ def _amqp_messages(url: str) -> list[bytes]:
 
 
 def _amqp_cleanup(url: str) -> None:
-    import pika
+    # every queue and exchange the test declared (recorded as they were declared), whatever
+    # its queue names and delays; an amqp+sqlite store is a file under tmp_path: nothing to drop
+    from tests import _amqp_cleanup
 
-    prefix = _amqp_prefix(url)
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP))
-    try:
-        channel = connection.channel()
-        # delay queues never expire (they may hold retries): delete the buckets the suite's
-        # sub-minute delays use, and their fanout exchanges
-        delays = [f"{prefix}.delay.{ms}" for ms in (*range(100, 1000, 100), *range(1000, 61_000, 1000))]
-        for name in [f"{prefix}.failed", *(f"{prefix}.q.{q}" for q in SUITE_QUEUES), *delays]:
-            channel.queue_delete(name)
-        for name in delays:
-            channel.exchange_delete(name)
-        channel.exchange_delete(f"{prefix}.jobs")
-    finally:
-        connection.close()  # an amqp+sqlite store is a file under tmp_path: nothing to drop
+    _amqp_cleanup.delete_declared(url)
 
 
 def _amqp_url(tmp_path: Path, namespace: str, store: bool) -> str:
+    from tests import _amqp_cleanup
+
+    _amqp_cleanup.install()  # from now on this process records what it declares, for the cleanup
     url = f"{AMQP}?prefix={namespace}"
     if store:
         url += "&store=" + urllib.parse.quote(f"sqlite:///{tmp_path / (namespace + '.db')}", safe="")
