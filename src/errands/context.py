@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +27,14 @@ class JobContext:
     attempt: int
     max_attempts: int
     meta: dict[str, Any] = field(default_factory=dict)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancelled: bool = field(default=False, repr=False)  # set once by the worker (an atomic store)
 
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled or its worker is shutting it down: a long sync handler
         should check this between steps and return. A cancelled job that returns ends
         ``cancelled``, not ``succeeded``."""
-        return self._cancel.is_set()
+        return self._cancelled
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("errands_current_job", default=None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import SerializationError
@@ -69,8 +69,13 @@ def _check(value: Any, path: str, depth: int) -> None:
         )
 
 
+_TRIVIAL: dict[Any, Callable[[], Any]] = {"{}": dict, "[]": list, "null": lambda: None}
+
+
 def encode_value(value: Any, path: str = "value") -> str:
     """Validate and encode one value as compact JSON text."""
+    if value is None:  # what most handlers return
+        return "null"
     _check(value, path, 0)
     return _encoder.encode(value)
 
@@ -100,6 +105,8 @@ def decode_value(text: str | None) -> Any:
     """Decode stored JSON text; anything that is not valid JSON is a ``SerializationError``."""
     if text is None:
         return None
+    if type(text) is str and text in _TRIVIAL:  # most kwargs and many results: skip the decoder (a fresh object each time)
+        return _TRIVIAL[text]()
     try:
         return _decoder.decode(text)
     except (ValueError, RecursionError, TypeError) as exc:

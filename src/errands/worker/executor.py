@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from .._states import JobState
 from ..backends.base import Claim, Outcome
 from ..context import JobContext, _current
+from ..encryption import open_arguments, seal_result
 from ..errors import JobTimeout, SerializationError, UnknownJob
 from ..middleware import around_run
 from ..retry import decide
-from ..encryption import open_arguments, seal_result
 from ..serialization import decode_meta, encode_value
 from .pool import ElasticPool
 
@@ -254,7 +254,7 @@ class Executor:
         if running is None:
             return None
         running.stop_reason = running.stop_reason or reason
-        running.context._cancel.set()
+        running.context._cancelled = True
         task = running.task
         if task is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(task.cancel)
