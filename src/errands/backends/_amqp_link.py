@@ -318,12 +318,13 @@ class Consumer:
                 wanted, wanted_prefetch = set(self._wanted), self._prefetch
             if wanted_prefetch != prefetch:
                 # a quorum queue fixes a consumer's credit when it subscribes (and refuses a
-                # channel-wide limit), so a new prefetch takes a new subscription; deliveries of
-                # the cancelled one stay unacked on this channel and are settled as usual
+                # channel-wide limit), so a new prefetch takes a new subscription. The old one is
+                # kept, not cancelled: pika nacks with requeue whatever a cancelled consumer
+                # received but had not dispatched yet, and a quorum queue counts each such return
+                # in x-delivery-count, which alone is an attempt (a job could fail as "worker lost"
+                # without running). Prefetch only doubles, so the credit kept stays under twice it.
                 prefetch = wanted_prefetch
                 channel.basic_qos(prefetch_count=prefetch)
-                for tag in subscribed.values():
-                    channel.basic_cancel(tag)
                 subscribed.clear()
                 with self._cond:
                     self._subscribed.clear()
