@@ -69,6 +69,7 @@ BROWSE_LIMIT = 10_000  # failed jobs read per listing of the dead-letter queue (
 UNKNOWN_ID_RETRIES = 60  # a delivered id the store doesn't know: maybe its transaction hasn't committed
 RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0  # RabbitMQ's default: a delivery unacked longer closes the channel
 QUEUE_SCAN_INTERVAL = 5.0  # seconds between looking up the store's queues for a worker of every queue
+RETURN_WAIT = 1.0  # seconds a listing of failed jobs waits for the browsed messages to be ready again
 CLAIM_WAIT = 0.25  # seconds a claim waits for a first delivery: a job published just before is pushed by then
 
 
@@ -533,6 +534,13 @@ class AmqpBackend(Backend):
                 except ValueError as exc:
                     envelopes.append(Envelope(properties.message_id or f"undecodable-{method.delivery_tag}",
                                               "<undecodable>", "default", error=f"undecodable message: {exc}"))
+        # the queue takes them back asynchronously: wait (briefly) until they count as ready again,
+        # so that stats() right after a listing doesn't miss them
+        deadline = time.monotonic() + RETURN_WAIT
+        while envelopes and self._ready_count(self.topology.failed_queue) < len(envelopes):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
         return envelopes
 
     def _take_failed(self, matches: Any, *, requeue: bool) -> int:
