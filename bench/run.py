@@ -6,7 +6,8 @@
 
 It creates (or reuses) bench/.venv, installs errands from this checkout and the peers from
 PyPI, starts its own Redis and PostgreSQL on free loopback ports (and a database of its own
-on the shared MariaDB), runs every library in a subprocess with a timeout, stops the servers,
+on the shared MariaDB, a virtual host of its own on the shared RabbitMQ), runs every library in
+a subprocess with a timeout, stops the servers,
 and writes bench/results/ (results.md, results.json, chart.png). See bench/README.md.
 """
 
@@ -130,15 +131,16 @@ def run_one(spec, args: argparse.Namespace, servers, scratch: str) -> dict:  # t
     out = os.path.join(work, "result.json")
     env = dict(os.environ)
     env.update(BENCH_EFFECT=os.path.join(work, "effect.bin"), BENCH_DIR=work, BENCH_REDIS_URL=servers["redis"].url,
-               BENCH_MYSQL_URL=servers["mysql"].url, BENCH_N=str(args.n))
+               BENCH_MYSQL_URL=servers["mysql"].url, BENCH_AMQP_URL=servers["rabbitmq"].url,
+               BENCH_N=str(args.n))
     server = {"redis": servers["redis"], "postgres": servers["postgres"]}.get(spec.backend)
     env["BENCH_SERVER_PIDS"] = ",".join(str(pid) for pid in (server.pids() if server else []))
-    if spec.backend == "postgres":
+    if "postgres" in spec.servers:
         env["BENCH_PG_DSN"] = servers["postgres"].create_database("bench_" + spec.name.replace("-", "_"))
     if spec.backend == "mysql":
         servers["mysql"].reset()
     env.update(expand(spec.env, {"dir": work, "redis": servers["redis"].url, "pg": env.get("BENCH_PG_DSN", ""),
-                                 "mysql": servers["mysql"].url}))
+                                 "mysql": servers["mysql"].url, "amqp": servers["rabbitmq"].url}))
     config = {"name": spec.name, "adapter": spec.adapter, "n": args.n, "latency_samples": args.latency_samples,
               "million": args.million, "batch": args.batch, "out": out, "workdir": work, "log": log,
               "drain_timeout": max(30.0, args.timeout - 60)}
@@ -179,7 +181,7 @@ def summary(result: dict) -> str:  # type: ignore[type-arg]
         return f"{value:,.0f}{unit}" if isinstance(value, (int, float)) and unit == "/s" else (
             f"{value:.2f}{unit}" if isinstance(value, (int, float)) else "-")
 
-    return (f"{result['name']:<22} {result.get('status', '?'):<9} one {fmt('enqueue_one_per_s')}  "
+    return (f"{result['name']:<26} {result.get('status', '?'):<9} one {fmt('enqueue_one_per_s')}  "
             f"bulk {fmt('enqueue_bulk_per_s')}  drain {fmt('drain_per_s')}  "
             f"p50 {fmt('latency_p50_ms', 'ms')}  1M-drain {fmt('million_drain_per_s')}  "
             f"({result.get('seconds', 0):.0f}s)")
@@ -192,7 +194,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, BENCH)
     from harness import report
     from harness.plan import select
-    from harness.servers import Mysql, Postgres, Redis
+    from harness.servers import Mysql, Postgres, Rabbitmq, Redis
 
     specs, notes = select([s for s in args.only.split(",") if s], [s for s in args.skip.split(",") if s])
     os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
@@ -203,13 +205,13 @@ def main(argv: list[str]) -> int:
         with open(failures_file) as f:
             install_failures = json.load(f)
     scratch = tempfile.mkdtemp(prefix="errands-bench-")
-    servers = {"redis": Redis(), "postgres": Postgres(), "mysql": Mysql()}
-    backends = {spec.backend for spec in specs}
+    servers = {"redis": Redis(), "postgres": Postgres(), "mysql": Mysql(), "rabbitmq": Rabbitmq()}
+    backends = {name for spec in specs for name in spec.servers}
     meta = report.machine(args)
     wall = time.monotonic()
     results: list[dict] = []  # type: ignore[type-arg]
     try:
-        for kind in ("redis", "postgres", "mysql"):
+        for kind in ("redis", "postgres", "mysql", "rabbitmq"):
             if kind in backends:
                 servers[kind].start(os.path.join(WORK, "logs"))
         meta["servers"] = report.server_info(servers, backends)
@@ -219,6 +221,18 @@ def main(argv: list[str]) -> int:
                 notes.append({"name": spec.name, "status": "skipped",
                               "reason": f"no MariaDB/MySQL on 127.0.0.1:3306 ({servers['mysql'].error})"})
                 continue
+            if spec.backend == "rabbitmq" and not servers["rabbitmq"].available:
+                notes.append({"name": spec.name, "status": "skipped",
+                              "reason": f"no RabbitMQ on {servers['rabbitmq'].host}:{servers['rabbitmq'].port} "
+                                        f"({servers['rabbitmq'].error})"})
+                continue
+            if spec.backend == "rabbitmq":
+                try:  # each library starts on an empty virtual host
+                    servers["rabbitmq"].reset()
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    notes.append({"name": spec.name, "status": "skipped",
+                                  "reason": f"could not empty the RabbitMQ virtual host: {exc}"})
+                    continue
             result = run_one(spec, args, servers, scratch)
             results.append(result)
             print(summary(result), flush=True)

@@ -43,6 +43,7 @@ class Adapter:
     bulk_api: ClassVar[str | None] = None
     delivery: ClassVar[str] = ""      # at-least-once (acked after run) or at-most-once (popped)
     raw: ClassVar[bool] = False       # a physical reference loop, no worker
+    probe: ClassVar[str] = ""         # the server whose cost per job is read, when not the backend's
 
     def __init__(self, env: dict[str, str], workdir: str, log: str) -> None:
         self.env = env

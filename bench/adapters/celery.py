@@ -1,15 +1,16 @@
-"""Celery on Redis: ``task.delay``; ``celery worker`` with its defaults (prefork, concurrency =
-cores = 2, prefetch multiplier 4, early ack). No result backend. No bulk API."""
+"""Celery on Redis, and on RabbitMQ with its default AMQP transport (py-amqp): ``task.delay``;
+``celery worker`` with its defaults (prefork, concurrency = cores = 2, prefetch multiplier 4,
+early ack). No result backend. No bulk API."""
 
 from __future__ import annotations
 
 from celery import Celery
 from harness.effect import record
 
-from adapters import _redis
+from adapters import _amqp, _redis
 from adapters.base import Adapter, venv_bin
 
-app = Celery("bench", broker=_redis.URL)
+app = Celery("bench", broker=_amqp.pyamqp_url() if _amqp.ON_RABBITMQ else _redis.URL)
 
 
 @app.task(name="noop")
@@ -33,3 +34,13 @@ class CeleryAdapter(Adapter):
 
     def worker_commands(self) -> list[list[str]]:
         return [[venv_bin("celery"), "-A", "adapters.celery", "worker", "-c", "2", "--loglevel", "WARNING"]]
+
+
+class CeleryRabbitmq(CeleryAdapter):
+    backend = "rabbitmq"
+    durability = ("persistent message on a durable classic queue ('celery'), no publisher confirms "
+                  "(confirm_publish is off by default): the publish returns before the broker has it")
+    delivery = "at-most-once by default (acks_late=False: acked when the worker receives it; prefetch 4 × 2)"
+
+    def setup(self) -> None:
+        pass  # run.py hands every library an empty virtual host

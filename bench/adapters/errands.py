@@ -12,7 +12,9 @@ from harness.effect import record
 from adapters.base import Adapter, venv_bin
 from errands import Errands
 
-app = Errands(os.environ.get("BENCH_ERRANDS_URL", "memory://"))
+# BENCH_ERRANDS_STORE: the store paired with amqp:// (None: the broker alone)
+app = Errands(os.environ.get("BENCH_ERRANDS_URL", "memory://"),
+              store=os.environ.get("BENCH_ERRANDS_STORE") or None)
 
 
 @app.job(name="noop")
@@ -105,16 +107,20 @@ class ErrandsPostgres(ErrandsAdapter):
     sql = True
 
     def load_finished(self, rows: int) -> None:
-        import psycopg
+        _load_finished_postgres(rows)
 
-        with psycopg.connect(os.environ["BENCH_PG_DSN"], autocommit=True) as conn:
-            conn.execute(
-                f"INSERT INTO errands_jobs ({_FINISHED_COLUMNS}) "
-                "SELECT '00000000-0000-7000-8000-' || lpad(x::text, 12, '0'), 'noop', 'default', '[0]', '{}', "
-                "'succeeded', 1, 6, 0, t, t, t, t, 'null' "
-                "FROM generate_series(1, %s) AS x, (SELECT extract(epoch FROM now()) - 86400 AS t) AS n",
-                (rows,))
-            conn.execute("VACUUM ANALYZE errands_jobs")
+
+def _load_finished_postgres(rows: int) -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["BENCH_PG_DSN"], autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO errands_jobs ({_FINISHED_COLUMNS}) "
+            "SELECT '00000000-0000-7000-8000-' || lpad(x::text, 12, '0'), 'noop', 'default', '[0]', '{}', "
+            "'succeeded', 1, 6, 0, t, t, t, t, 'null' "
+            "FROM generate_series(1, %s) AS x, (SELECT extract(epoch FROM now()) - 86400 AS t) AS n",
+            (rows,))
+        conn.execute("VACUUM ANALYZE errands_jobs")
 
 
 class ErrandsMysql(ErrandsAdapter):
@@ -142,3 +148,22 @@ class ErrandsMysql(ErrandsAdapter):
                 cur.fetchall()
         finally:
             conn.close()
+
+
+class ErrandsRabbitmq(ErrandsAdapter):
+    backend = "rabbitmq"
+    durability = ("publisher confirm of a persistent message on a durable quorum queue (errands' default): "
+                  "perform returns once the broker has it on disk")
+    delivery = "at-least-once (manual ack after the handler; the unacked delivery is the lease)"
+
+
+class ErrandsRabbitmqPostgres(ErrandsRabbitmq):
+    name = "errands (+ PostgreSQL store)"
+    durability = ("COMMIT to the bench's PostgreSQL (synchronous_commit=on), then a publisher-confirmed "
+                  "wake-up on a durable quorum queue; maintenance re-publishes a stored job with no message")
+    delivery = "at-least-once (claimed in the store by the delivered id, settled in the store, then acked)"
+    sql = True
+    probe = "postgres"  # WAL bytes per job in the store
+
+    def load_finished(self, rows: int) -> None:
+        _load_finished_postgres(rows)

@@ -11,9 +11,15 @@ from typing import Any
 class Spec:
     name: str  # the run's id: results/<name>.json, --only NAME
     adapter: str  # module:Class
-    backend: str  # sqlite | redis | postgres | mysql
+    backend: str  # sqlite | redis | postgres | mysql | rabbitmq
     needs_errands_backend: str = ""  # skip (with a note) when errands lacks this backend module
-    env: dict[str, str] = field(default_factory=dict)  # extra BENCH_* variables, {dir} {redis} {pg} {mysql}
+    # extra BENCH_* variables, {dir} {redis} {pg} {mysql} {amqp}
+    env: dict[str, str] = field(default_factory=dict)
+    also: tuple[str, ...] = ()  # servers it uses besides its backend's (a store): "postgres"
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return (self.backend, *self.also)
 
 
 PLAN: tuple[Spec, ...] = (
@@ -49,6 +55,16 @@ PLAN: tuple[Spec, ...] = (
     Spec("raw-mysql", "adapters.raw:RawMysql", "mysql"),
     Spec("errands-mysql", "adapters.errands:ErrandsMysql", "mysql", "mysql",
          env={"BENCH_ERRANDS_URL": "{mysql}"}),
+    # RabbitMQ: the shared broker, in a virtual host of the bench's own (no raw row: a publish
+    # loop would measure pika, not a job library)
+    Spec("errands-rabbitmq", "adapters.errands:ErrandsRabbitmq", "rabbitmq", "amqp",
+         env={"BENCH_ERRANDS_URL": "{amqp}?prefix=errands-bench"}),
+    Spec("errands-rabbitmq-postgres", "adapters.errands:ErrandsRabbitmqPostgres", "rabbitmq", "amqp",
+         env={"BENCH_ERRANDS_URL": "{amqp}?prefix=errands-bench", "BENCH_ERRANDS_STORE": "{pg}"},
+         also=("postgres",)),
+    Spec("celery-rabbitmq", "adapters.celery:CeleryRabbitmq", "rabbitmq", env={"BENCH_BROKER": "rabbitmq"}),
+    Spec("dramatiq-rabbitmq", "adapters.dramatiq:DramatiqRabbitmq", "rabbitmq",
+         env={"BENCH_BROKER": "rabbitmq"}),
 )
 
 
@@ -72,10 +88,6 @@ def select(only: list[str], skip: list[str]) -> tuple[list[Spec], list[dict[str,
                           "reason": f"errands has no {spec.needs_errands_backend} backend module yet"})
             continue
         chosen.append(spec)
-    if not errands_has("amqp") and (not only or "amqp" in only):
-        notes.append({"name": "RabbitMQ (errands, Celery, Dramatiq)", "status": "not measured",
-                      "reason": "errands has no amqp backend yet; the RabbitMQ row (errands beside Celery and "
-                                "Dramatiq on the bench's own broker) comes with it"})
     return chosen, notes
 
 

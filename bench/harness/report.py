@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 Row = dict[str, Any]
-BACKENDS = ("sqlite", "redis", "postgres", "mysql")
-TITLES = {"sqlite": "SQLite (embedded)", "redis": "Redis", "postgres": "PostgreSQL", "mysql": "MySQL / MariaDB"}
+BACKENDS = ("sqlite", "redis", "postgres", "mysql", "rabbitmq")
+TITLES = {"sqlite": "SQLite (embedded)", "redis": "Redis", "postgres": "PostgreSQL", "mysql": "MySQL / MariaDB",
+          "rabbitmq": "RabbitMQ"}
 FLAT = 0.8  # the million-row drain "stays flat" when it keeps this share of the empty-table rate
 
 
@@ -57,6 +58,9 @@ def server_info(servers: dict[str, Any], backends: set[str]) -> dict[str, Any]:
         info["postgres"] = servers["postgres"].settings()
     if "mysql" in backends and servers["mysql"].available:
         info["mysql"] = servers["mysql"].settings()
+    if "rabbitmq" in backends and servers["rabbitmq"].available:
+        broker = servers["rabbitmq"]
+        info["rabbitmq"] = {"version": broker.version(), "vhost": f"{broker.vhost} (deleted at the end)"}
     if "sqlite" in backends:
         import sqlite3
 
@@ -216,6 +220,7 @@ def _flat(mine_run: str) -> Callable[[dict[str, Row]], Any]:
 
 EMBEDDED = ("litequeue", "persist-queue", "huey-sqlite")
 REDIS_PEERS = ("rq", "dramatiq", "huey-redis", "celery", "arq", "saq", "taskiq")
+RABBITMQ_PEERS = ("celery-rabbitmq", "dramatiq-rabbitmq")
 TARGETS: dict[str, list[tuple[str, str, Callable[[dict[str, Row]], Any]]]] = {
     "sqlite": [
         ("enqueue one ≥ 1.2× best embedded peer", "min", _vs("errands-sqlite", "enqueue_one_per_s", EMBEDDED, 1.2)),
@@ -251,6 +256,14 @@ TARGETS: dict[str, list[tuple[str, str, Callable[[dict[str, Row]], Any]]]] = {
     "mysql": [
         ("peak RSS ≤ 60 MB per process (8 threads)", "max", _at_most("errands-mysql", "rss_peak_process_mb", 60)),
         ("drain with 1M finished rows stays flat", "min", _flat("errands-mysql")),
+    ],
+    "rabbitmq": [
+        ("drain ≥ 2× best peer (amqp alone)", "min", _vs("errands-rabbitmq", "drain_per_s", RABBITMQ_PEERS, 2.0)),
+        ("drain ≥ 2× best peer (amqp + PostgreSQL store)", "min",
+         _vs("errands-rabbitmq-postgres", "drain_per_s", RABBITMQ_PEERS, 2.0)),
+        ("peak RSS ≤ 60 MB per process (8 threads)", "max",
+         _at_most("errands-rabbitmq", "rss_peak_process_mb", 60)),
+        ("drain with 1M finished rows in the store stays flat", "min", _flat("errands-rabbitmq-postgres")),
     ],
 }
 
@@ -321,7 +334,9 @@ def markdown(rows: list[Row], notes: list[Row], meta: dict[str, Any], verdicts: 
         "server's processes, for the bench's own Redis and PostgreSQL) per job over the drain's middle "
         "80%; server cost/job: Redis µs of command execution per job "
         "(INFO commandstats, Lua included), PostgreSQL WAL bytes per job, for enqueue one and drain "
-        "(immune to machine noise); dup: jobs that ran more than once during the drain."),
+        "(immune to machine noise); dup: jobs that ran more than once during the drain. RabbitMQ is the "
+        "shared broker (in a virtual host of the bench's own): no server cost or CPU is read from it; "
+        "errands with a PostgreSQL store shows the store's WAL bytes per job."),
         "",
     ]
     for backend in BACKENDS:
@@ -329,12 +344,17 @@ def markdown(rows: list[Row], notes: list[Row], meta: dict[str, Any], verdicts: 
         if not group:
             continue
         lines += [f"## {TITLES[backend]}", "", *results_table(group), ""]
-        errands = next((r for r in group if r["name"] == f"errands-{backend}"), None)
         peers = [r for r in group if not r["name"].startswith(("errands", "raw")) and _ok(r)]
         raw = by_name.get(f"raw-{backend}")
-        if errands and _ok(errands):
-            lines += [f"errands on {TITLES[backend]} against the best peer and the raw client:", "",
-                      *ratio_table(errands, peers, raw), ""]
+        # every errands row of a backend has its table (RabbitMQ: alone, and with a store);
+        # the other errands rows of SQLite are variants of the first (synchronous=full)
+        mine = [r for r in group if r["name"] == f"errands-{backend}"
+                or (backend == "rabbitmq" and r["name"].startswith("errands-"))]
+        for errands in mine:
+            if _ok(errands):
+                title = f"{errands.get('label') or 'errands'} on {TITLES[backend]}"
+                lines += [f"{title} against the best peer and the raw client:", "",
+                          *ratio_table(errands, peers, raw), ""]
     lines += ["## Targets (issue 6)", "", *targets_table(verdicts), "",
               "## Durability and workers each library ran with", "", *durability_table(rows), ""]
     servers = meta.get("servers", {})
@@ -357,7 +377,8 @@ def chart(rows: list[Row], path: str) -> None:
 
     panels = [("enqueue_one_per_s", "enqueue one (jobs/s)"), ("enqueue_bulk_per_s", "bulk enqueue (jobs/s)"),
               ("drain_per_s", "drain (jobs/s)"), ("latency_p50_ms", "latency p50 (ms, lower is better)")]
-    colours = {"sqlite": "#4c72b0", "redis": "#c44e52", "postgres": "#55a868", "mysql": "#8172b2"}
+    colours = {"sqlite": "#4c72b0", "redis": "#c44e52", "postgres": "#55a868", "mysql": "#8172b2",
+               "rabbitmq": "#dd8452"}
     ordered = [r for b in BACKENDS for r in rows if r.get("backend") == b]
     fig, axes = plt.subplots(1, 4, figsize=(20, max(5, 0.32 * len(ordered) + 1.5)), sharey=True)
     names = [f"{r['name']}" for r in ordered]

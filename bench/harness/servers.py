@@ -1,6 +1,6 @@
-"""Throw-away Redis and PostgreSQL servers on free loopback ports, and a dedicated MariaDB
-database on the shared server. Nothing here touches the shared Redis (6379) or PostgreSQL
-(5432): the bench starts its own and stops them at the end."""
+"""Throw-away Redis and PostgreSQL servers on free loopback ports, a dedicated MariaDB database
+on the shared server, and a dedicated virtual host on the shared RabbitMQ. Nothing here touches
+the shared Redis (6379) or PostgreSQL (5432): the bench starts its own and stops them at the end."""
 
 from __future__ import annotations
 
@@ -191,3 +191,64 @@ class Mysql:
             version, flush, sync_binlog, log_bin = cur.fetchone()
         return {"version": str(version), "innodb_flush_log_at_trx_commit": str(flush),
                 "sync_binlog": str(sync_binlog), "log_bin": str(log_bin)}
+
+
+@dataclass
+class Rabbitmq:
+    """The shared RabbitMQ on 5672 (guest/guest), in a virtual host of the bench's own: created
+    empty before each library runs and deleted at the end, which removes every queue, exchange
+    and message any library declared in it (Celery's and Dramatiq's fixed queue names included).
+    Virtual hosts are managed with ``rabbitmqctl``: AMQP 0-9-1 can't create one."""
+
+    host: str = "127.0.0.1"
+    port: int = 5672
+    vhost: str = field(default_factory=lambda: f"errands-bench-{os.getpid()}")
+    available: bool = False
+    error: str = ""
+
+    @property
+    def url(self) -> str:
+        """``amqp://guest:guest@127.0.0.1:5672/<vhost>``; errands, Celery (py-amqp) and pika all
+        read the path as the virtual host."""
+        import urllib.parse
+
+        return f"amqp://guest:guest@{self.host}:{self.port}/{urllib.parse.quote(self.vhost, safe='')}"
+
+    def _ctl(self, *args: str) -> str:
+        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60,
+                              check=False)
+        if done.returncode:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {(done.stderr or done.stdout).strip()[:200]}")
+        return done.stdout
+
+    def start(self, log_dir: str) -> None:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=3):
+                pass
+            if shutil.which("rabbitmqctl") is None:
+                raise RuntimeError("no rabbitmqctl to create a virtual host with")
+            self.reset()
+            self.available = True
+        except Exception as exc:  # noqa: BLE001 - no broker: the RabbitMQ rows are skipped, the rest still runs
+            self.error = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                self._ctl("delete_vhost", self.vhost)
+
+    def reset(self) -> None:
+        """An empty virtual host: a library starts with nothing another one left."""
+        with contextlib.suppress(RuntimeError):  # not there yet
+            self._ctl("delete_vhost", self.vhost)
+        self._ctl("add_vhost", self.vhost)
+        self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+
+    def stop(self) -> None:
+        if not self.available:
+            return
+        with contextlib.suppress(Exception):
+            self._ctl("delete_vhost", self.vhost)
+
+    def version(self) -> str:
+        try:
+            return self._ctl("version").strip()
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            return "?"

@@ -106,11 +106,11 @@ class Run:
         a.setup()
         self.result["settings"] = a.settings()
         self.phase("enqueue_one")
-        before = probes.snapshot(a.backend)
+        before = probes.snapshot(a.probe or a.backend)
         started = time.perf_counter()
         a.enqueue_each(range(self.n))
         self.result["enqueue_one_per_s"] = rate(self.n, time.perf_counter() - started)
-        self.result["enqueue_server"] = probes.per_job(before, probes.snapshot(a.backend), self.n)
+        self.result["enqueue_server"] = probes.per_job(before, probes.snapshot(a.probe or a.backend), self.n)
         if not a.raw:
             self.drain_and_latency()
         if a.has_bulk:
@@ -153,7 +153,7 @@ class Run:
     def drain_and_latency(self) -> None:
         a = self.adapter
         self.phase("drain")
-        before = probes.snapshot(a.backend)
+        before = probes.snapshot(a.probe or a.backend)
         started = time.time()
         group = a.start_workers()
         sampler = MemorySampler(group)
@@ -162,7 +162,7 @@ class Run:
             self.cpu: dict[str, Any] = {}
             finished = self.wait_for(self.n, self.config["drain_timeout"], cpu_from=0)
             self.result["drain_cpu"] = self.cpu
-            self.result["drain_server"] = probes.per_job(before, probes.snapshot(a.backend), self.n)
+            self.result["drain_server"] = probes.per_job(before, probes.snapshot(a.probe or a.backend), self.n)
             records = effect.read(a.effect_path)
             self.check(records, range(self.n), "drain", finished)
             self.result.update(drain_rates([t for job, t in records if job < self.n], started))
