@@ -612,6 +612,37 @@ def test_nul_is_refused_in_keys_and_escaped_in_errors(backend: PostgresBackend) 
     assert backend.claim(["q\x00"], 5, worker_id="w", lease=5) == []
 
 
+AWKWARD = ['a"b', "back\\slash", "\\\"", "{x,y}", "NULL", "null", " padded ", "", "ünï ☃ 𝄞", "a'b", "tab\there",
+           "line\nbreak"]
+
+
+def test_batches_carry_awkward_text_and_numbers_exactly(backend: PostgresBackend) -> None:
+    # batch statements take their arrays as literals errands builds (_postgres_arrays.py): every
+    # character a literal treats specially must come back as it was sent
+    jobs = [job(f"q{i}", id=f"id-{i}-{text}", name=text or "n", args=json.dumps([text]), kwargs=json.dumps({text: i}),
+                meta=json.dumps({"m": text}), unique_key=text or None, priority=-i, timeout=[None, 2, 0.5][i % 3],
+                run_at=[None, 1e12 + 0.25][i % 2])
+            for i, text in enumerate(AWKWARD)]
+    assert [e.created for e in backend.enqueue(jobs)] == [True] * len(jobs)
+    stored = {r.id: r for r in backend.get_many([j.id for j in jobs])}
+    for new in jobs:
+        record = stored[new.id]
+        assert (record.name, record.queue, record.args, record.kwargs, record.meta, record.unique_key, record.priority,
+                record.timeout) == (new.name, new.queue, new.args, new.kwargs, new.meta, new.unique_key, new.priority,
+                                    new.timeout)
+        assert record.state == ("scheduled" if new.run_at else "available")
+    claims = backend.claim(None, 100, worker_id="w", lease=30)
+    assert len(claims) == len([j for j in jobs if not j.run_at])
+    outcomes = [Outcome(c.id, c.token, JobState.SUCCEEDED, result=json.dumps(AWKWARD[k % len(AWKWARD)]))
+                if k % 2 else Outcome(c.id, c.token, JobState.FAILED, error=AWKWARD[k % len(AWKWARD)])
+                for k, c in enumerate(claims)]
+    assert backend.settle(outcomes) == []
+    for outcome in outcomes:
+        record = backend.get(outcome.id)
+        assert record is not None and (record.state, record.result, record.error) == (
+            outcome.state.value, outcome.result, outcome.error)
+
+
 def test_migrate_command_reports_the_schema_version(url: str, src_path: str) -> None:
     result = subprocess.run([sys.executable, "-m", "errands", "migrate", "--url", url], capture_output=True,
                             text=True, timeout=60, env={"PYTHONPATH": src_path, "COLUMNS": "200"}, check=False)

@@ -53,6 +53,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import BackendUnavailable, ConfigurationError, ErrandsError, SerializationError
 from ..jobs import JobState
+from ._postgres_arrays import bool_array, float_array, int_array, text_array
 from ._postgres_listen import Listener
 from ._postgres_sql import CLAIM_UNION_MAX, Statements
 from ._sql import (
@@ -187,11 +188,6 @@ def _row(conn: Connection, statement: str, params: Any = None) -> tuple[Any, ...
     if row is None:
         raise psycopg.ProgrammingError(f"no row from {statement[:60]!r}")
     return row
-
-
-def _floats(values: Sequence[float | None]) -> list[float | None]:
-    # psycopg refuses lists mixing int and float: make every number a float
-    return [None if v is None else float(v) for v in values]
 
 
 class PostgresBackend(Backend):
@@ -426,10 +422,11 @@ class PostgresBackend(Backend):
             return self.sql.enqueue_one, (j.id, j.name, j.queue, j.args, j.kwargs, j.max_attempts, j.priority,
                                           run_at, delay, j.unique_key, j.timeout, j.meta)
         return self.sql.enqueue, (
-            [j.id for j in jobs], [j.name for j in jobs], [j.queue for j in jobs], [j.args for j in jobs],
-            [j.kwargs for j in jobs], [j.max_attempts for j in jobs], [j.priority for j in jobs],
-            _floats([t[0] for t in timing]), _floats([t[1] for t in timing]),
-            [j.unique_key for j in jobs], _floats([j.timeout for j in jobs]), [j.meta for j in jobs],
+            text_array(j.id for j in jobs), text_array(j.name for j in jobs), text_array(j.queue for j in jobs),
+            text_array(j.args for j in jobs), text_array(j.kwargs for j in jobs),
+            int_array(j.max_attempts for j in jobs), int_array(j.priority for j in jobs),
+            float_array(t[0] for t in timing), float_array(t[1] for t in timing),
+            text_array(j.unique_key for j in jobs), float_array(j.timeout for j in jobs), text_array(j.meta for j in jobs),
         )
 
     def _answer_skipped(self, conn: Connection, jobs: Sequence[NewJob], created: set[str]) -> list[Enqueued]:
@@ -514,7 +511,7 @@ class PostgresBackend(Backend):
     def extend(self, claims: Sequence[Claim], lease: float) -> Extended:
         if not claims:
             return Extended()
-        params = (float(lease), [c.id for c in claims], [c.token for c in claims])
+        params = (float(lease), text_array(c.id for c in claims), text_array(c.token for c in claims))
         rows = self._run(lambda conn: conn.execute(self.sql.extend, params).fetchall())
         owned = {row[0] for row in rows}
         return Extended(frozenset(c.id for c in claims if c.id not in owned),
@@ -528,9 +525,9 @@ class PostgresBackend(Backend):
             return [job_id for outcome in outcomes for job_id in self.settle([outcome])]
         # settle_row() at now=0 gives run_at and finished_at as offsets the SQL adds to its clock
         rows = [settle_row(outcome, 0.0) for outcome in outcomes]
-        params = ([r[6] for r in rows], [r[7] for r in rows], [r[0] for r in rows],
-                  _floats([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows],
-                  [_storable(r[4]) for r in rows], [r[5] is not None for r in rows])
+        params = (text_array(r[6] for r in rows), text_array(r[7] for r in rows), text_array(r[0] for r in rows),
+                  float_array(r[1] for r in rows), bool_array(r[2] for r in rows), text_array(r[3] for r in rows),
+                  text_array(_storable(r[4]) for r in rows), bool_array(r[5] is not None for r in rows))
         applied = {row[0] for row in self._run(lambda conn: conn.execute(self.sql.settle, params).fetchall())}
         if any(r[0] == JobState.AVAILABLE.value for r in rows):
             self.notify()  # a retry due at once: this process's idle claimer takes it
@@ -540,7 +537,7 @@ class PostgresBackend(Backend):
 
     def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
         if claims:
-            params = ([c.id for c in claims], [c.token for c in claims], float(delay))
+            params = (text_array(c.id for c in claims), text_array(c.token for c in claims), float(delay))
             self._run(lambda conn: conn.execute(self.sql.release, params))
             if delay > 0:
                 self._due_at = -math.inf  # snoozed: the next claim learns when they are due
