@@ -361,9 +361,10 @@ class Errands(Admin):
 
         if self._background is not None:
             raise ConfigurationError("a background worker is already running; stop() it first")
-        self._background = Worker(self, queues=queues, concurrency=concurrency, **options)
-        self._background.start()
-        return self._background
+        worker = Worker(self, queues=queues, concurrency=concurrency, **options)
+        worker.start()  # raises (and nothing stays registered) when the worker can't run here
+        self._background = worker
+        return worker
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the background worker: running jobs get ``timeout`` seconds, then go back to the queue."""

@@ -39,3 +39,27 @@ def test_a_dependency_finishing_while_its_step_is_claimed_still_wakes_the_step()
     record = backend.get(callback_id)
     assert record is not None and record.state == "available", "woken, not asleep for WAIT_POLL"
     assert record.attempts == 0
+
+
+def test_a_worker_refuses_limits_its_backend_cannot_enforce(tmp_path: Any) -> None:
+    from errands import ConfigurationError
+    from errands.backends.base import Capability
+    from errands.backends.memory import MemoryBackend
+    from errands.worker import Worker
+
+    class Unlimited(MemoryBackend):
+        capabilities = MemoryBackend.capabilities - {Capability.LIMITS}
+
+    app = Errands("memory://")
+    app._backend = Unlimited("memory://", app.settings)
+
+    @app.job(name="report", concurrency=2)
+    def report() -> None: ...
+
+    app.limit_queue("mail", rate_limit="5/s")
+    import pytest
+
+    with pytest.raises(ConfigurationError, match="job report, queue mail"):
+        Worker(app, install_signals=False).start()
+    with pytest.raises(ConfigurationError, match="Capability.LIMITS"):
+        app.run_worker(burst=True)

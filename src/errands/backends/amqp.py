@@ -54,6 +54,7 @@ from .base import (
     Maintenance,
     NewJob,
     Outcome,
+    SlotRequest,
     Throughput,
     WorkerInfo,
 )
@@ -367,14 +368,22 @@ class AmqpBackend(Backend):
     def _ack_tokens(self, tokens: Sequence[str]) -> None:
         self._consumer.settle([entry.delivery for entry in self._pop_held(tokens)])
 
-    def release(self, claims: Sequence[Claim]) -> None:
+    def release(self, claims: Sequence[Claim], delay: float = 0.0) -> None:
         if self.store is not None:
-            self.store.release(claims)
-            self._consumer.settle([e.delivery for e in self._pop_held(c.token for c in claims)], requeue=True)
+            self.store.release(claims, delay)
+            entries = self._pop_held(c.token for c in claims)
+            if delay <= 0:
+                self._consumer.settle([e.delivery for e in entries], requeue=True)
+                return
+            now = self.store.now()  # a snooze: the message comes back through a delay queue
+            for entry in entries:
+                self._send_round_again(entry.delivery, replace(entry.envelope, run_at=now + delay), now)
             return
         entries = self._pop_held(c.token for c in claims)
         # a nack would count a delivery; a copy whose attempts exclude this one does not
-        self._publish([replace(e.envelope, attempts=e.attempts - 1) for e in entries], time.time())
+        now = time.time()
+        run_at = now + delay if delay > 0 else None
+        self._publish([replace(e.envelope, attempts=e.attempts - 1, run_at=run_at) for e in entries], now)
         self._consumer.settle([e.delivery for e in entries])
 
     def maintain(self, limit: int = 1000) -> Maintenance:
@@ -411,6 +420,13 @@ class AmqpBackend(Backend):
             else:
                 self._consumer.settle([held.delivery])
 
+    def _republish_available(self, job_ids: Iterable[str]) -> None:
+        """Publish a wake-up for each of these store jobs that is available now."""
+        assert self.store is not None
+        records = self.store.get_many(builtins.list(job_ids))
+        self._publish([Envelope(r.id, r.name, r.queue) for r in records
+                       if r.state == JobState.AVAILABLE.value], self.store.now())
+
     def _republish_orphans(self, limit: int) -> None:
         """Publish store jobs that are ``available`` but have no message: only for queues whose
         work queue holds no ready message (a backlog is not mistaken for orphans) and only jobs
@@ -418,7 +434,8 @@ class AmqpBackend(Backend):
         assert self.store is not None
         now = self.store.now()
         threshold = max(2.0, self.settings.lease)
-        for queue in sorted(self._queues_in_use()):
+        paused = self._paused_in_store()
+        for queue in sorted(self._queues_in_use() - paused):  # a paused queue's messages would be dropped again
             if self._ready_count(self.topology.work_queue(queue)) != 0:
                 continue
             jobs = self.store.list(JobQuery(state=JobState.AVAILABLE, queue=queue, limit=min(limit, 1000)))
@@ -485,6 +502,47 @@ class AmqpBackend(Backend):
             return moved
         wanted = set(job_ids)
         return self._take_failed(lambda e: e.id in wanted, requeue=True)
+
+    # queue control, workflows and limits live in the store ------------------------------------
+    def set_paused(self, queues: Sequence[str], paused: bool) -> None:
+        """Paused jobs stay available in the store; their messages are dropped at claim (the store
+        won't claim them), so resuming publishes the waiting jobs again."""
+        store = self._needs_store("pause queues")
+        store.set_paused(queues, paused)
+        if not paused:
+            for queue in _nameable(queues):
+                waiting = store.list(JobQuery(state=JobState.AVAILABLE, queue=queue, limit=BROWSE_LIMIT))
+                self._publish([Envelope(r.id, r.name, r.queue) for r in waiting], store.now())
+
+    def paused_queues(self) -> frozenset[str]:
+        return self._needs_store("pause queues").paused_queues()
+
+    def _paused_in_store(self) -> set[str]:
+        try:
+            return set(self.store.paused_queues()) if self.store is not None else set()
+        except NotSupported:
+            return set()
+
+    def wake(self, job_ids: Sequence[str]) -> int:
+        moved = self._needs_store("wake jobs").wake(job_ids)
+        if moved:
+            self._republish_available(job_ids)
+        return moved
+
+    def get_many(self, job_ids: Sequence[str]) -> builtins.list[JobRecord]:
+        return self._needs_store("look up jobs by id").get_many(job_ids)
+
+    def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
+        return self._needs_store("enforce concurrency limits").acquire_slots(requests, ttl)
+
+    def release_slots(self, held: Sequence[tuple[str, str]]) -> None:
+        self._needs_store("enforce concurrency limits").release_slots(held)
+
+    def slot_usage(self) -> dict[str, int]:
+        return self._needs_store("enforce concurrency limits").slot_usage()
+
+    def take_rate(self, key: str, limit: int, period: float) -> float:
+        return self._needs_store("enforce rate limits").take_rate(key, limit, period)
 
     def cancel(self, job_ids: Sequence[str]) -> Mapping[str, CancelResult]:
         return self._needs_store("cancel a job (its message can't be found in a queue)").cancel(job_ids)

@@ -7,6 +7,7 @@ maintenance loop, a timeout watchdog, an asyncio loop for async handlers, and a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._states import TERMINAL_STATES
-from ..backends.base import Backend, Claim, Outcome
+from ..backends.base import Backend, Capability, Claim, Outcome
 from ..config import check_queue_name
 from ..errors import ConfigurationError
 from ..scheduler import Scheduler
@@ -82,6 +83,7 @@ class Worker:
     def run(self) -> None:
         """Block until stopped (SIGTERM/SIGINT, ``stop()``) or, in burst mode, until idle."""
         backend = self.app.backend
+        self._check_capabilities(backend)
         self.started_at = time.time()
         self._stopped.clear()
         # relayed: the handler takes locks (the stop Event's, the backend's) the main thread may hold
@@ -117,8 +119,21 @@ class Worker:
         bounded = [t for t in timeouts if t is not None]
         backend.expect_work(queues, None if len(bounded) < len(timeouts) else max(bounded, default=0.0))
 
+    def _check_capabilities(self, backend: Backend) -> None:
+        """Limits the app declares need a backend that enforces them: refuse to start without,
+        rather than run limited jobs unlimited (or not at all)."""
+        if Capability.LIMITS in backend.capabilities:
+            return
+        limited = sorted([f"job {h.name}" for h in self.app.registry.values() if h.options.limits is not None]
+                         + [f"queue {q}" for q in self.app.queue_limits])
+        if limited:
+            raise ConfigurationError(
+                f"{type(backend).__name__} can't enforce concurrency or rate limits (Capability.LIMITS), "
+                f"declared on {', '.join(limited)}; use a backend that can (for RabbitMQ: pair it with a store)")
+
     def start(self) -> None:
         """Run on a background thread of this process (no signal handlers)."""
+        self._check_capabilities(self.app.backend)
         self.install_signals = False
         self._thread = threading.Thread(target=self.run, name="errands-worker", daemon=True)
         self._thread.start()
@@ -178,8 +193,10 @@ class Worker:
     def _dispatch(self, claims: list[Claim]) -> None:
         try:
             admitted = self.gate.admit(claims)
-        except Exception as exc:  # their leases bring them back; the claim loop goes on
+        except Exception as exc:  # give them back (or their leases will); the claim loop goes on
             logger.warning("could not check the limits and dependencies of %d job(s): %s", len(claims), exc)
+            with contextlib.suppress(Exception):
+                self.app.backend.release(claims)
             return
         with self._cond:
             self._followers.update(admitted.followers)
