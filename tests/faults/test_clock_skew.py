@@ -17,9 +17,10 @@ import pytest
 from tests.conftest import wait_until
 from tests.faults._harness import Figures, Fleet, Ledger, client_app, record, scaled, scan, settle_and_check
 
-from .conftest import Target
+from .conftest import FAULT_BACKENDS, Target
 
-pytestmark = pytest.mark.slow
+# RabbitMQ with a store too (alone it keeps no records, and each worker process fires its own ticks)
+pytestmark = [pytest.mark.slow, pytest.mark.fault_backends(*FAULT_BACKENDS, "amqp+sqlite")]
 
 LEASE = 2.0
 SKEW = 30.0

@@ -15,9 +15,10 @@ import pytest
 
 from tests.faults._harness import Figures, Fleet, Ledger, client_app, record, scaled, settle_and_check
 
-from .conftest import Target
+from .conftest import FAULT_BACKENDS, Target
 
-pytestmark = pytest.mark.slow
+# RabbitMQ with a store too (alone it can't list what a poison job left (no store to scan))
+pytestmark = [pytest.mark.slow, pytest.mark.fault_backends(*FAULT_BACKENDS, "amqp+sqlite")]
 
 LEASE = 1.0
 # what each poison job's error must say after its last attempt (2 of 2)

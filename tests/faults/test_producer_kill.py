@@ -18,9 +18,10 @@ import pytest
 from tests.conftest import wait_until
 from tests.faults._harness import REPO, Figures, Fleet, Ledger, client_app, record, scaled, scan
 
-from .conftest import Target
+from .conftest import FAULT_BACKENDS, Target
 
-pytestmark = pytest.mark.slow
+# RabbitMQ with a store too (alone it can't list the batches a producer left (no store to scan))
+pytestmark = [pytest.mark.slow, pytest.mark.fault_backends(*FAULT_BACKENDS, "amqp+sqlite")]
 
 
 def test_killed_producers_leave_whole_batches(target: Target, tmp_path: Path) -> None:
