@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,14 @@ class Admin:
     # queries ---------------------------------------------------------------------------------
     def get_job(self, job_id: str, *, decrypt: bool = False) -> JobInfo | None:
         """The job, or None. Encrypted arguments and result show as ``"<encrypted>"`` unless
-        ``decrypt=True`` (which needs the keys, and raises when they don't open the job)."""
+        ``decrypt=True`` (which needs the keys, and raises when they don't open the job). A
+        workflow step that waits on others carries their ``progress``."""
         record = self.backend.get(_job_id(job_id))
-        return JobInfo.from_record(record, self.settings if decrypt else None) if record is not None else None
+        if record is None:
+            return None
+        info = JobInfo.from_record(record, self.settings if decrypt else None)
+        after = _waits_on(info)
+        return replace(info, progress=self._workflow_progress(after)) if after else info
 
     def list_jobs(
         self, state: str | JobState | None = None, queue: str | None = None, name: str | None = None,
@@ -118,11 +124,7 @@ class Admin:
         """Where the jobs ``job_id`` waits on stand (a chain step, a group's callback), or None
         for a job that waits on nothing (or does not exist)."""
         info = self.get_job(job_id)
-        links = links_of(info.meta) if info is not None else None
-        after = links.get("after") if links is not None else None
-        if not isinstance(after, list):
-            return None
-        return self._workflow_progress([str(i) for i in after])
+        return info.progress if info is not None else None
 
     def _workflow_progress(self, job_ids: Sequence[str]) -> Progress:
         infos = [JobInfo.from_record(record) for record in self.backend.get_many(job_ids)]
@@ -130,6 +132,12 @@ class Admin:
 
 
 # helpers ---------------------------------------------------------------------------------------
+
+
+def _waits_on(info: JobInfo) -> list[str]:
+    links = links_of(info.meta)
+    after = links.get("after") if links is not None else None
+    return [str(i) for i in after] if isinstance(after, list) else []
 
 
 def _job_id(value: object) -> str:

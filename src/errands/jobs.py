@@ -21,9 +21,9 @@ from .serialization import check_text, decode_arguments, decode_meta, decode_val
 
 if TYPE_CHECKING:
     from .app import Errands
-    from .workflows import Signature
-    from .config import Settings
     from .backends.base import JobRecord
+    from .config import Settings
+    from .workflows import Progress, Signature
 
 
 __all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobFunction", "JobHandle", "JobInfo", "JobOptions", "JobState"]
@@ -56,6 +56,7 @@ class JobInfo:
     cancel_requested: bool = False
     encrypted: bool = False  # stored as ciphertext: args/result redacted unless decrypted
     meta: dict[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None  # a workflow step: where the jobs it waits on stand (get_job)
 
     @classmethod
     def from_record(cls, record: JobRecord, decrypt: Settings | None = None) -> JobInfo:

@@ -136,6 +136,7 @@ def test_waiting_steps_show_their_progress(app: Errands) -> None:
     assert callback.meta["workflow"]["after"] == list(handle.ids[:2])
     progress = app.progress(handle.id)  # type: ignore[arg-type]
     assert progress is not None and (progress.total, progress.waiting, progress.done) == (2, 2, False)
+    assert callback.progress == progress, "get_job carries a waiting step's progress"
     assert app.progress(handle.ids[0]) is None, "a member waits on nothing"
 
 
