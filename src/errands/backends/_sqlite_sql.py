@@ -171,9 +171,14 @@ def pick_sql(queue_count: int | None, every_unpaused: bool = False) -> str:
 
 
 @lru_cache(maxsize=64)
-def claim_sql(queue_count: int | None, every_unpaused: bool = False) -> str:
+def claim_sql(queue_count: int | None, every_unpaused: bool = False, none_paused: bool = False) -> str:
+    """The claim of ``pick_sql``'s rows. With ``none_paused`` it claims nothing while any queue is
+    paused: the caller needs no statement of its own to look in the common case, and looks only
+    when nothing came back. The test is on the picked rows (at most ``?4``), not in the pick,
+    where SQLite would test it on every row of the scan, walking a paused backlog."""
+    guard = f" AND NOT EXISTS (SELECT 1 FROM {PAUSED_TABLE})" if none_paused else ""
     return (f"UPDATE {TABLE} SET {CLAIM_SET}, token = lower(hex(randomblob(16))) "
-            f"WHERE rowid IN ({pick_sql(queue_count, every_unpaused)}) RETURNING {CLAIM_COLUMNS}")
+            f"WHERE rowid IN ({pick_sql(queue_count, every_unpaused)}){guard} RETURNING {CLAIM_COLUMNS}")
 
 
 # Claimable by id: what claim() would take, a due scheduled job included (claim promotes it first).

@@ -4,7 +4,10 @@ survives a crash of any process) or ``?synchronous=full`` (survives power loss t
 
 * One connection per thread, all tracked so ``close()`` works from any thread.
 * Writers ``BEGIN IMMEDIATE``, taking the write lock up front, so no two transactions deadlock
-  upgrading a read lock; SQLITE_BUSY is retried in short slices until ``busy_timeout``.
+  upgrading a read lock. The threads of one process take turns (``_sqlite_turn``), handed over
+  at once; the one whose turn it is polls SQLITE_BUSY from other processes every few tens of µs
+  (SQLite's own busy handler sleeps 1, 2, 5 ms... while the lock sits free) until ``busy_timeout``.
+* One plain job is enqueued by one INSERT in autocommit: atomic by itself, one commit.
 * Partial indexes hold only the rows each hot query reads (available, due, leased): claiming
   stays an index probe however many finished rows the table keeps.
 * Claim is one ``UPDATE ... RETURNING``, lease tokens made by SQLite per row. SQL text is
@@ -56,7 +59,6 @@ from ._sql import (
     keyed_window,
     purge_chunk,
     record_from_row,
-    retry_while,
     run_migrations,
     settle_row,
     translate_errors,
@@ -109,6 +111,7 @@ from ._sqlite_sql import claim_sql as _claim_sql
 from ._sqlite_sql import pick_ids_sql as _pick_ids_sql
 from ._sqlite_sql import pick_sql as _pick_sql
 from ._sqlite_sql import probe_sql as _probe_sql
+from ._sqlite_turn import pause, turn_for
 from .base import (
     Backend,
     CancelResult,
@@ -138,9 +141,6 @@ __all__ = ["SqliteBackend", "SqliteOptions", "parse_url"]
 log = logging.getLogger("errands.sqlite")
 _T = TypeVar("_T")
 
-# SQLite's own busy handler waits this long at most, then retry_while() tries again: a writer
-# looks at the lock every few ms instead of backing off to 100 ms sleeps while others take turns.
-_BUSY_SLICE = 0.01
 _POLL = 0.002  # how often an idle wait() looks at PRAGMA data_version
 _PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memory.py
 _PURGE_CHUNK = 2_000  # rows deleted per write transaction, so workers get the lock in between
@@ -152,6 +152,7 @@ _UNIX_EPOCH_JD = 2440587.5  # julianday('1970-01-01 00:00:00')
 # this many; past it, one scan of every available job that skips paused rows one by one.
 _UNION_QUEUES = 32
 _STATE_AT = INSERT_COLUMNS.index("state")
+_UNIQUE_AT = INSERT_COLUMNS.index("unique_key")
 
 
 # clock --------------------------------------------------------------------------------------------
@@ -329,6 +330,7 @@ class SqliteBackend(Backend):
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._wakeup = threading.Condition()
         self._generation = 0
+        self._turn = turn_for(self.options.path)  # after a fork: the child's own
 
     # connections --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -387,10 +389,19 @@ class SqliteBackend(Backend):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        conn = sqlite3.connect(self.options.path, timeout=min(self.options.busy_timeout, _BUSY_SLICE),
+        # timeout=0: no SQLite busy handler (it sleeps whole ms); _retrying() polls finer
+        conn = sqlite3.connect(self.options.path, timeout=0,
                                isolation_level=None, check_same_thread=False, cached_statements=256)
-        conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")  # validated: NORMAL or FULL
-        conn.execute("PRAGMA journal_size_limit = 67108864")  # shrink the WAL back after bursts
+
+        def configure() -> None:  # reads the schema: refused while another opener sets WAL up
+            conn.execute(f"PRAGMA synchronous = {self.options.synchronous}")  # validated: NORMAL or FULL
+            conn.execute("PRAGMA journal_size_limit = 67108864")  # shrink the WAL back after bursts
+
+        try:
+            self._retrying(configure)
+        except BaseException:
+            _close(conn)
+            raise
         self._local.conn = conn
         with self._lock:
             # Threads come and go (thread pools, asyncio.to_thread): close what dead ones left.
@@ -416,14 +427,35 @@ class SqliteBackend(Backend):
             return BackendUnavailable(f"SQLite database {self.options.path}: {cause}")
         return None
 
-    def _retrying(self, step: Callable[[], _T]) -> _T:
-        """Run ``step`` until it is not refused for a lock, for at most ``busy_timeout``."""
-        return retry_while(step, transient=_is_busy, timeout=self.options.busy_timeout,
-                           what=f"SQLite database {self.options.path} stayed locked by another connection")
+    def _retrying(self, step: Callable[[], _T], deadline: float | None = None) -> _T:
+        """Run ``step`` until it is not refused for a lock, until ``deadline`` (monotonic; by
+        default ``busy_timeout`` after the first refusal)."""
+        attempt = 0
+        while True:
+            try:
+                return step()
+            except Exception as exc:
+                if not _is_busy(exc):
+                    raise
+                now = time.monotonic()
+                deadline = now + self.options.busy_timeout if deadline is None else deadline
+                if now >= deadline:
+                    raise BackendUnavailable(f"SQLite database {self.options.path} stayed locked by another "
+                                             f"connection for {self.options.busy_timeout:g}s: {exc}") from exc
+                pause(attempt)
+                attempt += 1
 
-    def _run(self, fn: Callable[[sqlite3.Cursor], _T], *, write: bool) -> _T:
-        """``fn`` on this thread's connection, in a ``BEGIN IMMEDIATE`` transaction if ``write``;
+    def _run(self, fn: Callable[[sqlite3.Cursor], _T], *, write: bool, begin: bool = True) -> _T:
+        """``fn`` on this thread's connection: if ``write``, in this thread's turn and in a
+        ``BEGIN IMMEDIATE`` transaction (unless not ``begin``: one statement in autocommit);
         retried on SQLITE_BUSY; retried once tolerating text that isn't UTF-8."""
+        if write:
+            started = time.monotonic()
+            with self._turn(self.options.busy_timeout):
+                return self._attempts(fn, write=begin, deadline=started + self.options.busy_timeout)
+        return self._attempts(fn, write=False, deadline=None)
+
+    def _attempts(self, fn: Callable[[sqlite3.Cursor], _T], *, write: bool, deadline: float | None) -> _T:
         with translate_errors(self._classify):
             conn = self._conn()
             cur = conn.cursor()
@@ -441,13 +473,13 @@ class SqliteBackend(Backend):
                 return result
 
             try:
-                return self._retrying(attempt)
+                return self._retrying(attempt, deadline)
             except sqlite3.OperationalError as exc:
                 if not _is_decode_error(exc):
                     raise
             conn.text_factory = _tolerant_text  # rare: slow per-value decoding only for this call
             try:
-                return self._retrying(attempt)
+                return self._retrying(attempt, deadline)
             finally:
                 conn.text_factory = str
 
@@ -464,12 +496,24 @@ class SqliteBackend(Backend):
         now = self.now()
         rows = [insert_row(job, now) for job in jobs]
         if connection is None:
-            result = self._write(lambda cur: _insert(cur, jobs, rows, now))
+            result = self._insert_alone(rows[0]) if len(jobs) == 1 and not keyed_window(jobs[0]) else None
+            if result is None:
+                result = self._write(lambda cur: _insert(cur, jobs, rows, now))
         else:
             result = self._enqueue_through(connection, jobs, rows, now)
         if any(row[_STATE_AT] == "available" for row in rows):
             self.notify()
         return result
+
+    def _insert_alone(self, row: tuple[Any, ...]) -> list[Enqueued] | None:
+        """One plain job as one INSERT in autocommit: a single statement is a transaction of its
+        own (all or none, durable at its commit as any other), so it needs no BEGIN, savepoint or
+        COMMIT beside it; SQLite takes the write lock for it as BEGIN IMMEDIATE would. None when the
+        row was skipped for its unique key: the batch path then finds the key's holder."""
+        inserted = self._run(lambda cur: cur.execute(_INSERT, row).rowcount, write=True, begin=False)
+        if inserted == 1:
+            return [Enqueued(row[0], True)]
+        return [Enqueued(row[0], False)] if row[_UNIQUE_AT] is None else None
 
     def _enqueue_through(self, connection: object, jobs: Sequence[NewJob], rows: list[tuple[Any, ...]],
                          now: float) -> list[Enqueued]:
@@ -499,13 +543,22 @@ class SqliteBackend(Backend):
         def run(cur: sqlite3.Cursor) -> list[Any]:
             cur.execute(_PROMOTE, (now, _PROMOTE_LIMIT))
             picked, every_unpaused = names, False
-            if names is None and cur.execute(ANY_PAUSED).fetchone()[0]:
-                # the one-scan statement would walk a paused queue's backlog at every claim
-                picked = [row[0] for row in cur.execute(RUNNABLE_QUEUES)]
-                if not picked:
-                    return []
-                if len(picked) > _UNION_QUEUES:
-                    picked, every_unpaused = None, True
+            if names is None:
+                if _HAS_RETURNING:
+                    # the common case in one statement, which takes nothing while any queue is paused
+                    rows = cur.execute(_claim_sql(None, none_paused=True),
+                                       (now + lease, now, worker_id, limit)).fetchall()
+                    if rows:
+                        return rows
+                if cur.execute(ANY_PAUSED).fetchone()[0]:
+                    # the one-scan statement would walk a paused queue's backlog at every claim
+                    picked = [row[0] for row in cur.execute(RUNNABLE_QUEUES)]
+                    if not picked:
+                        return []
+                    if len(picked) > _UNION_QUEUES:
+                        picked, every_unpaused = None, True
+                elif _HAS_RETURNING:
+                    return []  # nothing paused, and the claim above found nothing
             params = (now + lease, now, worker_id, limit, *(picked or ()))
             count = None if picked is None else len(picked)
             if _HAS_RETURNING:
