@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import shutil
 import subprocess
 import threading
@@ -29,6 +30,7 @@ _lock = threading.Lock()
 _queues: dict[str, set[str]] = {}  # prefix -> queue names declared in this process
 _exchanges: dict[str, set[str]] = {}
 _prefixes: set[str] = set()  # every prefix seen this session, for the final sweep
+_NAMESPACE = re.compile(r"[tf][0-9a-f]{8}")  # the conformance suite's and fault scenarios' prefixes
 
 
 def prefix_of(url: str) -> str:
@@ -111,7 +113,9 @@ def sweep() -> str:
     """Delete the queues and exchanges left under any prefix this session used; says what it did.
     Hygiene only: a broker or CLI that doesn't answer is reported, never fails the run."""
     with _lock:
-        prefixes = tuple(f"{p}." for p in _prefixes)
+        # only the suites' random namespaces: a fixed prefix (a private broker's "s5") may be
+        # another run's on the shared broker
+        prefixes = tuple(f"{p}." for p in _prefixes if _NAMESPACE.fullmatch(p))
     if not prefixes:
         return "nothing declared"
     if shutil.which("rabbitmqctl") is None:
