@@ -643,6 +643,18 @@ def test_batches_carry_awkward_text_and_numbers_exactly(backend: PostgresBackend
             outcome.state.value, outcome.result, outcome.error)
 
 
+def test_a_batch_meeting_an_existing_id_inserts_the_rest(backend: PostgresBackend) -> None:
+    # a batch without unique keys goes first as a plain INSERT (enqueue_fresh), which an existing
+    # id fails whole: it is sent again skipping that id, and nothing is inserted twice
+    old = job(args="[1]")
+    backend.enqueue([old])
+    batch = [job(), replace(old, args="[2]"), job()]
+    assert [(e.id, e.created) for e in backend.enqueue(batch)] == [(j.id, j is not batch[1]) for j in batch]
+    assert backend.get(old.id).args == "[1]"  # type: ignore[union-attr]
+    assert backend.counts()["available"] == 3
+    assert [e.created for e in backend.enqueue(batch)] == [False, False, False]
+
+
 def test_migrate_command_reports_the_schema_version(url: str, src_path: str) -> None:
     result = subprocess.run([sys.executable, "-m", "errands", "migrate", "--url", url], capture_output=True,
                             text=True, timeout=60, env={"PYTHONPATH": src_path, "COLUMNS": "200"}, check=False)

@@ -345,18 +345,28 @@ class PostgresBackend(Backend):
         if any(keyed_window(j) for j in jobs):
             insert = partial(self._enqueue_each, jobs)
         else:
-            insert = partial(self._insert, jobs)
+            insert = partial(self._insert, jobs, fresh=connection is None)
         if any(j.run_at is not None or j.delay > 0 or j.debounce is not None for j in jobs):
             self._due_at = -math.inf  # a new scheduled job: the next claim looks again
         if connection is None:
             return self._run(insert)
         return self._enqueue_through(connection, insert)
 
-    def _insert(self, jobs: Sequence[NewJob], conn: Connection) -> list[Enqueued]:
-        """The batch INSERT of plain jobs (one statement), then who holds what it skipped."""
+    def _insert(self, jobs: Sequence[NewJob], conn: Connection, *, fresh: bool = False) -> list[Enqueued]:
+        """The batch INSERT of plain jobs (one statement), then who holds what it skipped.
+
+        ``fresh`` (our own autocommit connection, where a failed statement leaves nothing
+        behind): a batch of several jobs without unique keys first goes as a plain INSERT,
+        which only an existing id (a retried enqueue, an id the caller chose) can fail."""
         sql_text, params = self._enqueue_statement(jobs)
         # tuple rows even on a caller's connection whose row_factory makes dicts
         cursor = conn.cursor(row_factory=tuple_row)
+        if fresh and len(jobs) > 1 and conn.autocommit and all(job.unique_key is None for job in jobs):
+            try:
+                cursor.execute(self.sql.enqueue_fresh, params)
+                return [Enqueued(job.id, True) for job in jobs]
+            except pg_errors.UniqueViolation:
+                pass  # rolled back whole: the statement below skips the ids that exist
         created = {row[0] for row in cursor.execute(sql_text, params)}
         if len(created) == len(jobs):
             return [Enqueued(job.id, True) for job in jobs]
