@@ -143,6 +143,18 @@ def test_schema_version_is_recorded_and_reopening_is_idempotent(db_path: Path) -
     assert all(name.startswith(("errands_", "sqlite_")) for name in tables)
 
 
+def test_a_new_file_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    fresh, existing = tmp_path / "fresh.db", tmp_path / "existing.db"
+    raw(existing).execute("CREATE TABLE mine (x)")  # made elsewhere with SQLite's default pages
+    for path in (fresh, existing):
+        backend = SqliteBackend(f"sqlite:///{path}", Settings())
+        backend.enqueue([job(f"in-{path.stem}")])
+        backend.close()
+    assert raw(fresh).execute("PRAGMA page_size").fetchone()[0] == 2048
+    assert raw(existing).execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert raw(existing).execute("SELECT id FROM errands_jobs").fetchall() == [("in-existing",)]
+
+
 def test_a_newer_schema_is_refused(db_path: Path) -> None:
     url = f"sqlite:///{db_path}"
     SqliteBackend(url, Settings()).open()
