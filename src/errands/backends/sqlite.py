@@ -516,7 +516,18 @@ class SqliteBackend(Backend):
         own (all or none, durable at its commit as any other), so it needs no BEGIN, savepoint or
         COMMIT beside it; SQLite takes the write lock for it as BEGIN IMMEDIATE would. None when the
         row was skipped for its unique key: the batch path then finds the key's holder."""
-        inserted = self._run(lambda cur: cur.execute(_INSERT, row).rowcount, write=True, begin=False)
+        inserted = None
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:  # one try without _run's wrapping, the commonest call of all
+            self._turn.take(self.options.busy_timeout)
+            try:
+                inserted = conn.execute(_INSERT, row).rowcount
+            except sqlite3.Error:
+                pass  # a failed INSERT changed nothing: _run tries again, waits out a lock, names the cause
+            finally:
+                self._turn.give_back()
+        if inserted is None:
+            inserted = self._run(lambda cur: cur.execute(_INSERT, row).rowcount, write=True, begin=False)
         if inserted == 1:
             return [Enqueued(row[0], True)]
         return [Enqueued(row[0], False)] if row[_UNIQUE_AT] is None else None
