@@ -87,6 +87,7 @@ from ._sqlite_sql import (
     WORKER_UPSERT,
     WORKERS,
     get_many_sql,
+    settle_many_sql,
     wake_sql,
 )
 
@@ -145,6 +146,9 @@ _POLL = 0.002  # how often an idle wait() looks at PRAGMA data_version
 _PROMOTE_LIMIT = 10_000  # due scheduled jobs made available per claim, as memory.py
 _PURGE_CHUNK = 2_000  # rows deleted per write transaction, so workers get the lock in between
 _IDS_CHUNK = 512  # ids per claim_ids statement: under SQLite's old 999-variable limit
+# Outcomes settled by one statement, 8 parameters each: well under the 32,766 variables of every
+# SQLite with RETURNING. A larger batch (the settler sends up to 500) takes one transaction.
+_SETTLE_ONE_STATEMENT = 256
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 _CLOCK_SYNC = 5.0  # seconds between reads of SQLite's clock
 _NEW_PAGE_SIZE = 2048  # bytes per page of a file this backend creates
@@ -615,7 +619,14 @@ class SqliteBackend(Backend):
             return []
         now = self.now()
         rows = [settle_row(outcome, now) for outcome in outcomes]
-        fenced = self._write(lambda cur: apply_fenced(cur, _SETTLE, rows, id_index=6))
+        if _HAS_RETURNING and len(rows) <= _SETTLE_ONE_STATEMENT and len({row[6] for row in rows}) == len(rows):
+            # one statement, atomic by itself: the write lock is held for one step, not a dozen calls
+            sql, params = settle_many_sql(_pow2(len(rows))), _padded_params(rows)
+            applied = self._run(lambda cur: {row[0] for row in cur.execute(sql, params).fetchall()},
+                                write=True, begin=False)
+            fenced = [row[6] for row in rows if row[6] not in applied]
+        else:  # a repeated id must be fenced the second time: one UPDATE each, in order
+            fenced = self._write(lambda cur: apply_fenced(cur, _SETTLE, rows, id_index=6))
         if any(row[0] == "available" for row in rows):  # a retry due at once: wake local waiters
             self.notify()
         return fenced
@@ -875,6 +886,15 @@ def _claim_without_returning(cur: sqlite3.Cursor, pick: str, params: tuple[Any, 
                     (*params[:3], secrets.token_hex(16), rowid))
     read = f"SELECT {_CLAIM_COLUMNS} FROM {TABLE} WHERE rowid = ?"
     return [cur.execute(read, (rowid,)).fetchone() for rowid in rowids]
+
+
+def _pow2(count: int) -> int:
+    return 1 << (count - 1).bit_length()
+
+
+def _padded_params(rows: list[tuple[Any, ...]]) -> list[Any]:
+    """``rows`` grown to a power of two by repeating the last, flattened into one parameter list."""
+    return [value for row in rows + [rows[-1]] * (_pow2(len(rows)) - len(rows)) for value in row]
 
 
 def _padded(ids: list[str]) -> list[str]:
