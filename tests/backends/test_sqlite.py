@@ -214,6 +214,26 @@ def test_claim_and_upkeep_use_the_partial_indexes(backend: SqliteBackend) -> Non
     assert "errands_jobs_unique" in _plan(backend, holder, ("k",))
     probe = _plan(backend, sqlite_module._probe_sql(None), ())
     assert "errands_jobs_claim_any" in probe and "errands_jobs_due" in probe
+    unpaused = _plan(backend, sqlite_module._claim_sql(None, none_paused=True), params[:4])
+    assert "USING INDEX errands_jobs_claim_any" in unpaused and "TEMP B-TREE" not in unpaused
+    settle = _plan(backend, sqlite_module.settle_many_sql(4), ("x",) * 32)
+    assert "SCAN errands_jobs" not in settle and "SEARCH errands_jobs" in settle  # a probe per outcome
+
+
+def test_settle_reports_fenced_outcomes_in_order_in_every_batch_shape(backend: SqliteBackend) -> None:
+    for size in (1, 3, 300):  # one statement (padded to a power of two), and a transaction past 256
+        backend.enqueue([job(i) for i in ids(f"s{size}-", size)])
+        claims = backend.claim(None, size, worker_id="w", lease=30)
+        stale = claims[::2]
+        outcomes = [Outcome(c.id, "not-the-token" if c in stale else c.token, JobState.SUCCEEDED) for c in claims]
+        assert backend.settle(outcomes) == [c.id for c in stale]
+        assert backend.settle(outcomes) == [c.id for c in claims]  # a replay changes nothing
+        states = {c.id: backend.get(c.id).state for c in claims}  # type: ignore[union-attr]
+        assert states == {c.id: "running" if c in stale else "succeeded" for c in claims}
+    backend.enqueue([job("twice")])
+    claim = backend.claim(None, 1, worker_id="w", lease=30)[0]
+    again = Outcome(claim.id, claim.token, JobState.SUCCEEDED)
+    assert backend.settle([again, again]) == ["twice"]  # the second of a repeated id is fenced
 
 
 def test_claim_order_across_several_queues(backend: SqliteBackend) -> None:
