@@ -578,6 +578,59 @@ def test_a_writer_holding_the_lock_for_a_second_is_waited_for(backend: SqliteBac
     thread.join()
 
 
+def test_writers_of_one_process_take_turns_and_a_turn_held_too_long_is_backend_unavailable(db_path: Path) -> None:
+    from errands.backends._sqlite_turn import turn_for
+
+    backend = SqliteBackend(f"sqlite:///{db_path}?busy_timeout=200", Settings())
+    other = SqliteBackend(f"sqlite:///{db_path}", Settings())
+    assert backend._turn is other._turn is turn_for(str(db_path))  # one per file per process
+    with backend._turn(1.0), backend._turn(1.0):  # the holder may take it again: a write inside a write
+        assert backend._conn().execute("SELECT 1").fetchone() == (1,)
+        started = time.monotonic()
+        failed: list[Exception] = []
+        thread = threading.Thread(target=lambda: _capture(failed, lambda: backend.enqueue([job("waits")])))
+        thread.start()
+        thread.join(10)
+        assert isinstance(failed[0], BackendUnavailable) and "another thread" in str(failed[0])
+        assert 0.2 <= time.monotonic() - started < 5
+    assert backend.enqueue([job("after")])[0].created  # handed back whole after the nested take
+    backend.close()
+    other.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_forked_while_the_parent_holds_the_turn_gets_a_free_one(backend: SqliteBackend) -> None:
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread than the forking one: the child has no such thread
+        with backend._turn(1.0):
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: its own turn, or it would wait for a thread it doesn't have, and fail
+        code = 1
+        try:
+            code = 0 if backend.enqueue([job("from-child")])[0].created else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    done.set()
+    holder.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert backend.get("from-child") is not None
+
+
+def _capture(into: list[Exception], call: Any) -> None:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test asserts on it
+        into.append(exc)
+
+
 def test_a_lock_held_past_busy_timeout_is_backend_unavailable(db_path: Path) -> None:
     backend = SqliteBackend(f"sqlite:///{db_path}?busy_timeout=200", Settings())
     backend.open()
