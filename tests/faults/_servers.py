@@ -279,6 +279,14 @@ class MariaDBServer:
         self.cleanup()
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _rabbitmq_server() -> str:
     # the package's own script: /usr/sbin/rabbitmq-server would switch to the rabbitmq user
     for candidate in ("/usr/lib/rabbitmq/bin/rabbitmq-server", shutil.which("rabbitmq-server")):
@@ -352,10 +360,16 @@ class RabbitMQServer:
         SIGTERM: a clean shutdown that closes every connection."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
         self.process.wait(timeout)
+        # the script may exit before the Erlang VM has finished shutting down; a node started
+        # again under the same name while the old one lingers finds its name taken and exits
+        deadline = time.monotonic() + timeout
+        while _group_alive(self.process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rabbitmq node on port {self.port} still running {timeout}s after {signum!r}")
+            time.sleep(0.05)
         self.process = None
 
     def stop(self) -> None:
