@@ -63,3 +63,26 @@ def test_a_worker_refuses_limits_its_backend_cannot_enforce(tmp_path: Any) -> No
         Worker(app, install_signals=False).start()
     with pytest.raises(ConfigurationError, match="Capability.LIMITS"):
         app.run_worker(burst=True)
+
+
+def test_a_heartbeat_does_not_revive_the_slot_of_a_job_that_just_finished() -> None:
+    app = Errands("memory://")
+
+    @app.job(name="report", concurrency=1)
+    def report() -> None: ...
+
+    handle = report.perform()
+    backend = app.backend
+    (claim,) = backend.claim(None, 1, worker_id="w", lease=30)
+    gate = Gate(app, backend, lease=30)
+    assert [c.id for c, _ in gate.admit([claim]).run] == [handle.id]
+    acquire = backend.acquire_slots
+
+    def finishing_meanwhile(requests: Any, ttl: float) -> Any:
+        gate.finished(claim.id)  # the job ends while the heartbeat's renewal is on the wire
+        return acquire(requests, ttl)
+
+    backend.acquire_slots = finishing_meanwhile  # type: ignore[method-assign]
+    gate.renew()
+
+    assert backend.slot_usage() == {}, "the renewed slot of the finished job was given back"

@@ -176,11 +176,16 @@ class Gate:
     def renew(self) -> None:
         """Heartbeat: keep the slots of running jobs from lapsing."""
         with self._lock:
-            requests = [r for held in self._held.values() for r in held]
-        if requests:
-            lost = [r for r, ok in zip(requests, self.backend.acquire_slots(requests, self.lease)) if not ok]
-            for request in lost:
-                logger.warning("slot %s of a running job lapsed and was taken; the job runs on", request.key)
+            held = {job_id: list(requests) for job_id, requests in self._held.items()}
+        requests = [r for job_requests in held.values() for r in job_requests]
+        if not requests:
+            return
+        lost = [r for r, ok in zip(requests, self.backend.acquire_slots(requests, self.lease)) if not ok]
+        for request in lost:
+            logger.warning("slot %s of a running job lapsed and was taken; the job runs on", request.key)
+        with self._lock:  # a job that finished during the round trip may have had its slot renewed
+            ended = [r for job_id, job_requests in held.items() if job_id not in self._held for r in job_requests]
+        self._give_back(ended)
 
     def finished(self, job_id: str) -> None:
         with self._lock:
