@@ -28,6 +28,7 @@ import pytest
 from errands import Errands
 from errands.backends import backend_class
 from errands.backends.base import Backend, Capability
+from tests.conftest import wait_until
 
 LEASE = 1.0  # seconds: short, so lease expiry is testable without slowing the suite
 
@@ -315,6 +316,19 @@ def new_job(job_id: str | None = None, **fields: Any) -> Any:
     values: dict[str, Any] = {"name": "noop", "queue": "default", "args": "[]", "kwargs": "{}", "max_attempts": 3}
     values.update(fields)
     return NewJob(id=job_id or new_id(), **values)
+
+
+def claim_all(backend: Backend, count: int, *, lease: float = 30.0, worker_id: str = "w") -> list[Any]:
+    """Claim ``count`` jobs, in as many claims as it takes: a broker pushes deliveries over a few
+    milliseconds, so one claim may return fewer than are queued (the contract says "up to")."""
+    claims: list[Any] = []
+
+    def more() -> bool:
+        claims.extend(backend.claim(None, count - len(claims), worker_id=worker_id, lease=lease))
+        return len(claims) >= count
+
+    wait_until(more, timeout=10, message=f"{count} claims (have {len(claims)})")
+    return claims
 
 
 def claim_one(backend: Backend, queues: list[str] | None = None, *, lease: float = LEASE, worker_id: str = "w1") -> Any:

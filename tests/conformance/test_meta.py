@@ -16,7 +16,7 @@ from errands.backends.base import Backend, Capability, JobQuery, Outcome
 from tests.conftest import wait_until
 
 from ._stored import stored_jobs
-from .conftest import claim_one, new_job
+from .conftest import claim_all, claim_one, new_job
 
 META = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tenant": "acmé ☃",
         "nested": {"ids": [1, 2, 3], "ok": True, "none": None}}
@@ -60,8 +60,7 @@ def test_meta_stays_through_a_retry_and_a_settle(backend: Backend) -> None:
 def test_a_batch_keeps_each_jobs_own_meta(backend: Backend) -> None:
     jobs = [new_job(meta=json.dumps({"n": n})) if n % 2 else new_job() for n in range(20)]
     backend.enqueue(jobs)
-    claims = backend.claim(None, 20, worker_id="w", lease=30)
-    assert len(claims) == 20
+    claims = claim_all(backend, 20)
     by_id = {c.id: c.meta for c in claims}
     for n, job in enumerate(jobs):
         assert by_id[job.id] == (json.dumps({"n": n}) if n % 2 else None)

@@ -11,7 +11,7 @@ from errands import Errands, JobState
 from errands.backends.base import Backend, Capability, Claim, Outcome
 from tests.conftest import wait_until
 
-from .conftest import claim_one, new_job
+from .conftest import claim_all, claim_one, new_job
 
 
 def _reclaimed(backend: Backend, lease: float = 0.2) -> tuple[Claim, Claim, str]:
@@ -168,7 +168,7 @@ def test_settle_retry_now_is_available_at_once(backend: Backend) -> None:
 def test_settle_a_batch_applies_each_outcome(backend: Backend) -> None:
     jobs = [new_job() for _ in range(20)]
     backend.enqueue(jobs)
-    claims = backend.claim(None, 20, worker_id="w", lease=30)
+    claims = claim_all(backend, 20)
     outcomes = [Outcome(c.id, c.token, JobState.SUCCEEDED, result=str(i)) for i, c in enumerate(claims)]
     outcomes.append(Outcome(claims[0].id, "not-a-token", JobState.FAILED, error="forged"))
     assert backend.settle(outcomes) == [claims[0].id]

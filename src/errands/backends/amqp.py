@@ -71,6 +71,7 @@ UNKNOWN_ID_RETRIES = 60  # a delivered id the store doesn't know: maybe its tran
 RABBITMQ_CONSUMER_TIMEOUT = 30 * 60.0  # RabbitMQ's default: a delivery unacked longer closes the channel
 QUEUE_SCAN_INTERVAL = 5.0  # seconds between looking up the store's queues for a worker of every queue
 RETURN_WAIT = 1.0  # seconds a listing of failed jobs waits for the browsed messages to be ready again
+WORKER_LOST_LIMIT = 3  # alone: deliveries that died with their consumer before a job fails as poison
 CLAIM_WAIT = 0.25  # seconds a claim waits for a first delivery: a job published just before is pushed by then
 
 
@@ -234,9 +235,15 @@ class AmqpBackend(Backend):
             if envelope.run_at and envelope.run_at > now + 0.001:
                 self._send_round_again(delivery, envelope, now)
                 continue
-            attempts = envelope.attempts + delivery_count(delivery.headers) + 1
-            if attempts > envelope.max_attempts:  # every earlier delivery died with its consumer
-                error = f"worker lost while running (attempt {attempts - 1}/{envelope.max_attempts})"
+            lost = delivery_count(delivery.headers)  # earlier deliveries whose consumer died unacked
+            # each lost delivery counts as an attempt (as a reclaimed lease does), up to the last one
+            attempts = min(envelope.attempts + lost + 1, max(envelope.max_attempts, envelope.attempts + 1))
+            # A consumer that dies also gives back what it had prefetched and not yet started, so a
+            # lost delivery is no proof the job ran: like Sidekiq Pro's recovery of orphans, a job
+            # fails as a poison pill only after WORKER_LOST_LIMIT such deaths even if its
+            # attempts are fewer; a job with more attempts left keeps them.
+            if lost >= max(WORKER_LOST_LIMIT, envelope.max_attempts - envelope.attempts):
+                error = f"worker lost while running ({lost} deliveries died with their consumer)"
                 self._publisher.publish_failed(
                     [(replace(envelope, attempts=attempts - 1, error=error, finished_at=now).to_body(), envelope.id)])
                 self._consumer.settle([delivery])
