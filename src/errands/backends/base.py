@@ -272,6 +272,23 @@ def gcra(tat: float | None, now: float, limit: int, period: float) -> tuple[floa
     return new_tat - period - now, start
 
 
+def grant_slots(requests: Sequence[SlotRequest],
+                live: dict[str, set[str]]) -> tuple[builtins.list[bool], builtins.list[tuple[str, str]]]:
+    """Decide ``acquire_slots`` for a batch, given each key's live holders (read under the keys'
+    locks): ``(granted per request, the (key, holder) pairs to hold)``. A holder keeps its own
+    slot; earlier requests of the batch count against later ones."""
+    granted: builtins.list[bool] = []
+    held: dict[tuple[str, str], None] = {}
+    for request in requests:
+        holders = live.setdefault(request.key, set())
+        ok = request.holder in holders or len(holders) < request.limit
+        if ok:
+            holders.add(request.holder)
+            held[(request.key, request.holder)] = None
+        granted.append(ok)
+    return granted, builtins.list(held)
+
+
 def check_buckets(since: float, bucket: float, now: float) -> None:
     if not (isinstance(bucket, (int, float)) and bucket > 0 and math.isfinite(bucket)):
         raise ConfigurationError(f"throughput bucket must be seconds > 0, got {bucket!r}")

@@ -33,6 +33,7 @@ from .base import (
     check_buckets,
     empty_counts,
     gcra,
+    grant_slots,
     throughput_buckets,
 )
 
@@ -293,16 +294,13 @@ class MemoryBackend(Backend):
 
     def acquire_slots(self, requests: Sequence[SlotRequest], ttl: float) -> builtins.list[bool]:
         now = self.now()
-        granted = []
         with self._lock:
-            for request in requests:
-                holders = self._slots.setdefault(request.key, {})
-                for holder in [h for h, expires in holders.items() if expires <= now]:
-                    del holders[holder]
-                ok = request.holder in holders or len(holders) < request.limit
-                if ok:
-                    holders[request.holder] = now + ttl
-                granted.append(ok)
+            live = {r.key: {h for h, expires in self._slots.get(r.key, {}).items() if expires > now} for r in requests}
+            granted, held = grant_slots(requests, live)
+            for key in live:
+                self._slots[key] = {h: e for h, e in self._slots.get(key, {}).items() if e > now}
+            for key, holder in held:
+                self._slots[key][holder] = now + ttl
         return granted
 
     def release_slots(self, held: Sequence[tuple[str, str]]) -> None:

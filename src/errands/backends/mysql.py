@@ -80,6 +80,7 @@ from .base import (
     Throughput,
     WorkerInfo,
     check_buckets,
+    grant_slots,
     throughput_buckets,
 )
 
@@ -515,15 +516,7 @@ class MysqlBackend(Backend):
             live: dict[str, set[str]] = {}
             for key, holder in cur.fetchall():
                 live.setdefault(q.text(key), set()).add(q.text(holder))
-            granted: builtins.list[bool] = []
-            held: dict[tuple[str, str], None] = {}
-            for request in requests:
-                holders = live.setdefault(request.key, set())
-                ok = request.holder in holders or len(holders) < request.limit
-                if ok:
-                    holders.add(request.holder)
-                    held[(request.key, request.holder)] = None
-                granted.append(ok)
+            granted, held = grant_slots(requests, live)
             if held:
                 values = [v for key, holder in held for v in (key, holder, now + ttl)]
                 cur.execute(q.SLOT_HOLD.format(rows=q.values_rows(len(held), 3)), values)

@@ -88,6 +88,7 @@ from .base import (
     Throughput,
     WorkerInfo,
     check_buckets,
+    grant_slots,
     throughput_buckets,
 )
 
@@ -698,15 +699,7 @@ class PostgresBackend(Backend):
                 live: dict[str, set[str]] = {}
                 for key, holder in rows:
                     live.setdefault(key, set()).add(holder)
-                granted: builtins.list[bool] = []
-                held: dict[tuple[str, str], None] = {}
-                for request in requests:
-                    holders = live.setdefault(request.key, set())
-                    ok = request.holder in holders or len(holders) < request.limit
-                    if ok:
-                        holders.add(request.holder)
-                        held[(request.key, request.holder)] = None
-                    granted.append(ok)
+                granted, held = grant_slots(requests, live)
                 if held:
                     conn.execute(self.sql.hold, (float(ttl), [k for k, _ in held], [h for _, h in held]))
                 return granted
