@@ -6,6 +6,7 @@ the value (a column type or ``NOT NULL``): that corruption can't exist there."""
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 from typing import Any
 
 __all__ = ["corrupt"]
@@ -76,4 +77,10 @@ def _redis(url: str, job_id: str, field: str, value: Any) -> bool:
         client.close()
 
 
-_WRITERS = {"sqlite": _sqlite, "postgres": _postgres, "mysql": _mysql, "redis": _redis}
+def _amqp_store(url: str, job_id: str, field: str, value: Any) -> bool:
+    # RabbitMQ with a store: the record is the store's (the message carries only the id)
+    store = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["store"][0]
+    return _WRITERS[store.split(":", 1)[0]](store, job_id, field, value)
+
+
+_WRITERS = {"sqlite": _sqlite, "postgres": _postgres, "mysql": _mysql, "redis": _redis, "amqp+sqlite": _amqp_store}

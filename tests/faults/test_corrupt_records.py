@@ -12,9 +12,11 @@ there and is counted as such."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,11 @@ import pytest
 from tests.faults._harness import Figures, Fleet, Ledger, client_app, record, scaled, scan, settle_and_check
 from tests.faults._stores import corrupt
 
-from .conftest import Target
+from ._broker_verdict import settle_from_ledger
+from .conftest import FAULT_BACKENDS, Target
 
-pytestmark = pytest.mark.slow
+# RabbitMQ with a store: the records are the store's, the messages only wake a worker
+pytestmark = [pytest.mark.slow, pytest.mark.fault_backends(*FAULT_BACKENDS, "amqp+sqlite")]
 
 LEASE = 1.0
 HUGE = 5 * 1024 * 1024  # above the 1 MiB max_payload_bytes, below every server's packet limit
@@ -107,6 +111,101 @@ def test_corrupt_records_fail_alone(target: Target, tmp_path: Path) -> None:
         assert "unknown state 'zombie'" in str(jobs[zombie].error), jobs[zombie].error
         assert not verdict.lost, verdict.lost
         assert not stuck, stuck
+    finally:
+        fleet.close()
+        client.close()
+
+
+def messages(marker: Path) -> dict[str, tuple[str, bytes, tuple[str, ...]]]:
+    """RabbitMQ alone, the message is the record: case -> (message id, body, ends it may reach).
+    A body that is no job is undecodable (it goes to the dead-letter queue with the reason); a
+    job whose fields are junk fails when the worker runs it."""
+    failed = ("failed",)
+
+    def job(case: str, **fields: object) -> tuple[str, bytes, tuple[str, ...]]:
+        envelope = {"id": f"bad-{case}", "name": "work", "queue": "default", "args": "[-1]", "kwargs": "{}",
+                    "attempts": 0, "max_attempts": 1, **fields}
+        ends = ("failed", "succeeded") if case == "attempts" else failed
+        return f"bad-{case}", json.dumps(envelope).encode(), ends
+
+    raw = {
+        "truncated JSON": b'{"id": "bad-truncated", "name": "work", "que',
+        "not UTF-8": b"[\x80\xff]",
+        "not an object": b"[1, 2]",
+        "no name": json.dumps({"id": "bad-noname", "queue": "default"}).encode(),
+        "args not a string": json.dumps({"id": "bad-argslist", "name": "work", "queue": "default",
+                                         "args": [1]}).encode(),
+        "pickle": pickle.dumps(Exploit(str(marker))),
+    }
+    cases = {what: (f"bad-raw-{n}", body, failed) for n, (what, body) in enumerate(raw.items())}
+    cases.update({
+        "truncated args": job("args", args="[1, 2"),
+        "args an object": job("argsobj", args='{"n": 1}'),
+        "kwargs a list": job("kwargs", kwargs="[1]"),
+        "unknown handler": job("ghost", name="ghost_handler"),
+        "huge payload": job("huge", args='["' + "x" * HUGE + '"]'),
+        "attempts -1": job("attempts", attempts=-1),
+    })
+    return cases
+
+
+@pytest.mark.fault_backends("amqp")
+def test_undecodable_messages_fail_alone(target: Target, tmp_path: Path) -> None:
+    """RabbitMQ alone keeps no records to corrupt: the same faults are messages published
+    straight into the work queue (another program, a hand-made publish). Each ends in the
+    dead-letter queue with its reason (undecodable, or the job's own error); the worker lives,
+    nothing is unpickled, every good job runs."""
+    import pika
+
+    good = scaled(200, 50)
+    marker = tmp_path / "unpickled"
+    ledger = Ledger(tmp_path / "ledger.log")
+    fleet = Fleet(tmp_path, target.url, LEASE, ledger)
+    client = client_app(target.url, LEASE)
+    prefix = urllib.parse.parse_qs(urllib.parse.urlsplit(target.url).query)["prefix"][0]
+    try:
+        work = client.registry["work"]
+        acked = {work.perform(0).id: "succeeded"}  # errands declares the work queue first
+        planted = messages(marker)
+        connection = pika.BlockingConnection(pika.URLParameters(target.url.split("?", 1)[0]))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            for message_id, body, _ in planted.values():
+                channel.basic_publish("", f"{prefix}.q.default", body,
+                                      pika.BasicProperties(delivery_mode=2, message_id=message_id))
+        finally:
+            connection.close()
+        acked.update({h.id: "succeeded" for h in work.perform_many([((n,), {}) for n in range(1, good)])})
+        must_fail = {i: "failed" for i, _, ends in planted.values() if ends == ("failed",)}
+        started = time.monotonic()
+        worker = fleet.spawn(4)
+        verdict = settle_from_ledger(client, ledger, {**acked, **must_fail}, timeout=60)
+        failed = {info.id: info for info in client.list_jobs(state="failed", limit=10_000)}
+        ended = {m.id for m in ledger.marks() if m.event == "end"}
+        ends_seen = {what: "failed" if i in failed else "succeeded" if i in ended else "nowhere"
+                     for what, (i, _, _) in planted.items()}
+        flexible = {i for i, _, ends in planted.values() if ends != ("failed",)}
+        phantoms = [i for i in verdict.phantoms if i not in flexible]
+        record(Figures(
+            "corrupt records", target.backend, jobs=good + len(planted), faults=len(planted),
+            lost=len(verdict.lost), stuck=len(verdict.stuck), duplicates=ledger.duplicates(acked),
+            seconds=round(time.monotonic() - started, 1),
+            note="messages published straight into the work queue: "
+                 + "; ".join(f"{w}: {s}" for w, s in ends_seen.items()),
+        ))
+        assert worker.poll() is None, "the worker crashed\n" + fleet.logs()
+        assert not marker.exists(), "a pickled message body was unpickled"
+        bad = {what: seen for what, seen in ends_seen.items() if seen not in planted[what][2]}
+        assert not bad, bad
+        for what, (message_id, _, _) in planted.items():
+            if message_id in failed:
+                assert failed[message_id].error, f"{what}: failed without saying why"
+        for what in ("truncated JSON", "not UTF-8", "not an object", "no name", "args not a string", "pickle"):
+            assert "undecodable message" in str(failed[planted[what][0]].error), failed[planted[what][0]].error
+        assert not phantoms, phantoms
+        assert not verdict.lost, verdict.lost
+        assert not verdict.stuck, verdict.stuck
     finally:
         fleet.close()
         client.close()
