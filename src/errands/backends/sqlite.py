@@ -462,10 +462,14 @@ class SqliteBackend(Backend):
         if write:
             started = time.monotonic()
             with self._turn(self.options.busy_timeout):
-                return self._attempts(fn, write=begin, deadline=started + self.options.busy_timeout)
+                return self._attempts(fn, write=begin, deadline=started + self.options.busy_timeout,
+                                      redo=begin)
         return self._attempts(fn, write=False, deadline=None)
 
-    def _attempts(self, fn: Callable[[sqlite3.Cursor], _T], *, write: bool, deadline: float | None) -> _T:
+    def _attempts(self, fn: Callable[[sqlite3.Cursor], _T], *, write: bool, deadline: float | None,
+                  redo: bool = True) -> _T:
+        """``redo``: whether ``fn`` may run again after text that isn't UTF-8 failed it; not for
+        one statement in autocommit, which had committed before its rows were read."""
         with translate_errors(self._classify):
             conn = self._conn()
             cur = conn.cursor()
@@ -485,7 +489,7 @@ class SqliteBackend(Backend):
             try:
                 return self._retrying(attempt, deadline)
             except sqlite3.OperationalError as exc:
-                if not _is_decode_error(exc):
+                if not redo or not _is_decode_error(exc):
                     raise
             conn.text_factory = _tolerant_text  # rare: slow per-value decoding only for this call
             try:
