@@ -6,7 +6,12 @@ worker connects directly. The proxy drops every connection, stalls both ways, go
 After each heal both the producer and the cut-off worker make progress again (time to recover
 is measured); the partitioned worker's jobs are finished by the other and its late answers
 fenced. At the end lost = 0 and stuck = 0; an enqueue that raised (ambiguous) left at most one
-job."""
+job.
+
+On RabbitMQ the proxy cuts the link to the broker. Its connections outlive a 4 s stall
+(heartbeats every 30 s), so the partitioned worker keeps its unacknowledged deliveries and
+finishes them once healed; a drop closes them, and consumer and publisher reconnect by
+themselves. Alone there are no records: the end check reads the ledger and the broker."""
 
 from __future__ import annotations
 

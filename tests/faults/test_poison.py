@@ -17,7 +17,8 @@ from tests.faults._harness import Figures, Fleet, Ledger, client_app, record, sc
 
 from .conftest import FAULT_BACKENDS, Target
 
-# RabbitMQ with a store too (alone it can't list what a poison job left (no store to scan))
+# RabbitMQ with a store too. Alone a crashing job fails after 3 deliveries died with their consumer,
+# not after its attempts, and get_job is NotSupported: test_amqp.py tests that rule instead
 pytestmark = [pytest.mark.slow, pytest.mark.fault_backends(*FAULT_BACKENDS, "amqp+sqlite")]
 
 LEASE = 1.0
