@@ -272,7 +272,9 @@ FOOTER = """## What these runs say about the README's promises
   a payload far above `max_payload_bytes` written into the store is refused by the worker (fixed
   with this suite). A row given a state errands doesn't know (`zombie`) ends `failed` on every
   backend, with an error naming the state: on the SQL backends at the next maintenance, on
-  Redis when a claim, promotion or lease reclaim meets it in its set.
+  Redis when a claim, promotion or lease reclaim meets it in its set. On RabbitMQ alone a
+  message that is no job goes to the dead-letter queue as an "undecodable message" with its
+  reason and body; a job with junk fields fails there with its own error.
 """
 
 if __name__ == "__main__":
