@@ -98,11 +98,12 @@ SCENARIOS: dict[str, tuple[str, str, dict[str, str]]] = {
         ("`tests/faults/test_poison.py`: `os.abort()`, a segfault, memory exhaustion under `RLIMIT_AS` and "
         "an endless loop past its `timeout`, among ordinary jobs, on `errands worker -p 2` (which respawns)."),
         ("each poison job `failed` after its 2 attempts with \"worker lost while running (attempt 2/2)\", "
-        "`MemoryError` or `JobTimeout`; every other job succeeds; the supervisor stays up."),
-        {"memory": "one process: a crash ends it",
-         "amqp": ("a different rule, tested in `tests/backends/test_amqp.py`: alone a crashing job fails as "
-                  "a poison pill after 3 deliveries died with their consumer, not after its 2 attempts (a "
-                  "dead consumer also gives back what it had prefetched), and `get_job` is not supported")},
+        "`MemoryError` or `JobTimeout`; every other job succeeds; the supervisor stays up. RabbitMQ alone "
+        "(`test_poison_jobs_fail_alone_on_the_broker_alone`, read from the dead-letter queue and the ledger): a "
+        "crashing job fails as \"worker lost while running (3 deliveries died with their consumer)\", since a "
+        "dead consumer also gives back prefetched jobs it never started, so a lost delivery is no proof of a run "
+        "(it runs at most 3 times)."),
+        {"memory": "one process: a crash ends it"},
     ),
     "corrupt records": (
         ("`tests/faults/test_corrupt_records.py`: fields written straight into the store (SQL `UPDATE`, "
