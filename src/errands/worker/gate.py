@@ -99,10 +99,11 @@ class Gate:
         return {record.id: _info(record, self.app) for record in records}
 
     def _within_limits(self, ready: list[tuple[Claim, list[Any]]]) -> list[tuple[Claim, list[Any]]]:
-        limited = [(claim, prefix, scopes) for claim, prefix in ready if (scopes := self._scopes(claim, prefix))]
+        scoped = [(claim, prefix, self._scopes(claim, prefix)) for claim, prefix in ready]
+        limited = [entry for entry in scoped if entry[2]]
         if not limited:
             return ready
-        admitted = [(claim, prefix) for claim, prefix in ready if not self._scopes(claim, prefix)]
+        admitted = [(claim, prefix) for claim, prefix, scopes in scoped if not scopes]
         requests = [SlotRequest(key, _holder(claim), limits.concurrency)
                     for claim, _, scopes in limited for key, limits in scopes if limits.concurrency]
         granted = dict(zip(((r.key, r.holder) for r in requests),
