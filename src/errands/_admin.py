@@ -15,7 +15,7 @@ from .backends.base import JobQuery
 from .config import check_queue_name
 from .errors import ConfigurationError
 from .jobs import JobHandle, JobInfo
-from .workflows import Chain, FailurePolicy, Group, Progress, Signature, links_of
+from .workflows import Chain, FailurePolicy, Group, Progress, Signature, linked_ids, links_of
 
 if TYPE_CHECKING:
     from .app import Errands
@@ -49,7 +49,7 @@ class Admin:
         if record is None:
             return None
         info = JobInfo.from_record(record, self.settings if decrypt else None)
-        after = _waits_on(info)
+        after = linked_ids(links_of(info.meta), "after")
         return replace(info, progress=self._workflow_progress(after)) if after else info
 
     def list_jobs(
@@ -132,12 +132,6 @@ class Admin:
 
 
 # helpers ---------------------------------------------------------------------------------------
-
-
-def _waits_on(info: JobInfo) -> list[str]:
-    links = links_of(info.meta)
-    after = links.get("after") if links is not None else None
-    return [str(i) for i in after] if isinstance(after, list) else []
 
 
 def _job_id(value: object) -> str:

@@ -193,11 +193,11 @@ class Errands(Admin):
         """Limit every job of ``queue`` together, across all workers: at most ``concurrency``
         running, at most ``rate_limit`` (``"10/s"``) starting; ``None`` for both lifts the limits.
         Workers enforce what their app declares, so declare it where the handlers are."""
-        limits = Limits.build(concurrency, rate_limit)
+        name, limits = check_queue_name(queue), Limits.build(concurrency, rate_limit)
         if limits is None:
-            self.queue_limits.pop(check_queue_name(queue), None)
+            self.queue_limits.pop(name, None)
         else:
-            self.queue_limits[check_queue_name(queue)] = limits
+            self.queue_limits[name] = limits
 
     def handler(self, name: str) -> JobFunction[Any, Any]:
         try:

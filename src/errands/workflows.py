@@ -209,6 +209,13 @@ def links_of(meta: dict[str, Any]) -> dict[str, Any] | None:
     return links if isinstance(links, dict) else None
 
 
+def linked_ids(links: dict[str, Any] | None, name: str) -> list[str]:
+    """The job ids one link names: ``"after"`` (what a step waits on) or ``"then"`` (what it
+    wakes when it ends); empty when there is none."""
+    ids = links.get(name) if links is not None else None
+    return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
 def summary(member_ids: Sequence[str], infos: dict[str, JobInfo]) -> dict[str, Any]:
     """What a group's callback is handed."""
     progress = Progress.of(member_ids, infos.values())

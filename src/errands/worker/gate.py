@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._states import JobState
 from ..backends.base import Backend, Claim, Outcome, SlotRequest
+from ..encryption import open_arguments
 from ..jobs import JobInfo
 from ..limits import Limits
 from ..serialization import decode_meta
-from ..workflows import WAIT_POLL, is_finished, links_of, summary
+from ..workflows import WAIT_POLL, is_finished, linked_ids, links_of, summary
 
 if TYPE_CHECKING:
     from ..app import Errands
@@ -53,46 +54,42 @@ class Gate:
         answer = Admitted()
         links = {c.id: found for c in claims if (found := _links(c)) is not None}
         for job_id, found in links.items():
-            then = found.get("then")
-            if isinstance(then, list) and then:
-                answer.followers[job_id] = [str(i) for i in then]
+            if then := linked_ids(found, "then"):
+                answer.followers[job_id] = then
+        waits = {job_id: after for job_id, found in links.items() if (after := linked_ids(found, "after"))}
         waiting: list[Claim] = []
         ready: list[tuple[Claim, list[Any]]] = []
-        dependencies = self._dependencies(links)
+        dependencies = self._dependencies(waits)
         for claim in claims:
-            found = links.get(claim.id)
-            after = found.get("after") if found is not None else None
-            if not isinstance(after, list) or not after:
+            after = waits.get(claim.id, [])
+            if not after:
                 ready.append((claim, []))
                 continue
-            infos = [dependencies.get(str(i)) for i in after]
+            infos = [dependencies.get(i) for i in after]
             if not all(is_finished(info) for info in infos):
                 waiting.append(claim)
                 continue
-            assert found is not None
-            verdict = _verdict(claim, found, [str(i) for i in after], infos)
+            verdict = _verdict(claim, links[claim.id], after, infos)
             if isinstance(verdict, Outcome):
                 answer.failed.append(verdict)
             else:
                 ready.append((claim, verdict))
         if waiting:
             self._snooze(waiting, WAIT_POLL)
-            self._recheck(waiting, links)
+            self._recheck(waiting, waits)
         answer.run = self._within_limits(ready)
         return answer
 
-    def _recheck(self, waiting: list[Claim], links: dict[str, dict[str, Any]]) -> None:
+    def _recheck(self, waiting: list[Claim], waits: dict[str, list[str]]) -> None:
         """A dependency that finished while its step was claimed woke a running job, which does
         nothing; now that the step is scheduled again, look once more and wake it ourselves."""
-        dependencies = self._dependencies({c.id: links[c.id] for c in waiting})
-        ready = [c.id for c in waiting
-                 if all(is_finished(dependencies.get(str(i))) for i in links[c.id]["after"])]
+        dependencies = self._dependencies({c.id: waits[c.id] for c in waiting})
+        ready = [c.id for c in waiting if all(is_finished(dependencies.get(i)) for i in waits[c.id])]
         if ready:
             self.backend.wake(ready)
 
-    def _dependencies(self, links: dict[str, dict[str, Any]]) -> dict[str, JobInfo]:
-        wanted = {str(i) for found in links.values() if isinstance(found.get("after"), list)
-                  for i in found["after"]}
+    def _dependencies(self, waits: dict[str, list[str]]) -> dict[str, JobInfo]:
+        wanted = {i for after in waits.values() for i in after}
         if not wanted:
             return {}
         records = self.backend.get_many(sorted(wanted))
@@ -146,8 +143,6 @@ class Gate:
         return scopes
 
     def _partition(self, claim: Claim, prefix: list[Any], limits: Limits) -> str | None:
-        from ..encryption import open_arguments
-
         try:
             args, kwargs = open_arguments(claim.args, claim.kwargs, self.app.settings)
             return limits.partition([*prefix, *args], kwargs)
